@@ -1,0 +1,66 @@
+"""The structured form of a finding sentence: what the parser produces and both engines consume."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CATEGORY_CODES: tuple[str, ...] = (
+    "1a", "1b", "1c", "1d", "1e", "1f",
+    "2a", "2b", "2c", "2d", "2e", "2f", "2g", "2h",
+)  # fmt: skip
+CATEGORY_NAMES: dict[str, str] = {
+    "1a": "bronchial wall thickening",
+    "1b": "bronchiectasis",
+    "1c": "emphysema",
+    "1d": "septal thickening",
+    "1e": "micronodules",
+    "1f": "other diffuse",
+    "2a": "linear opacities",
+    "2b": "atelectasis / consolidation",
+    "2c": "ground-glass opacity",
+    "2d": "nodule / mass",
+    "2e": "pleural effusion / thickening",
+    "2f": "honeycombing",
+    "2g": "pneumothorax",
+    "2h": "other focal",
+}
+FOCAL_CATEGORIES = frozenset(c for c in CATEGORY_CODES if c.startswith("2"))
+
+Side = Literal["left", "right", "bilateral", "unspecified"]
+Lobe = Literal["RUL", "RML", "RLL", "LUL", "lingula", "LLL"]
+Zone = Literal[
+    "apical", "upper", "mid", "lower", "basal",
+    "subpleural", "peripheral", "central", "perihilar",
+    "anterior", "posterior", "dependent", "fissural", "pleural",
+]  # fmt: skip
+Multiplicity = Literal["single", "few", "multiple", "diffuse"]
+
+
+class FindingQuery(BaseModel):
+    """A finding sentence read into the facts that decide which voxels count."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str
+    category: str = Field(description="one of CATEGORY_CODES, or 'unknown' when nothing decided it")
+    category_confidence: float = Field(ge=0.0, le=1.0)
+    category_evidence: tuple[str, ...] = ()  # the words that decided the category
+    side: Side = "unspecified"
+    lobes: tuple[Lobe, ...] = ()
+    segments: tuple[str, ...] = ()  # e.g. "RLL posterior basal", "LUL apicoposterior"
+    zones: tuple[Zone, ...] = ()
+    size_mm: float | None = None  # largest stated dimension
+    size_is_upper_bound: bool = False  # "subcentimeter", "< 5 mm"
+    multiplicity: Multiplicity = "single"
+    negated: bool = False
+    uncertain: bool = False
+
+    @property
+    def is_focal(self) -> bool:
+        return self.category in FOCAL_CATEGORIES
+
+    @property
+    def known(self) -> bool:
+        return self.category != "unknown"
