@@ -93,7 +93,7 @@ def test_submission_layout_has_raw_shape_and_voxel_order(tmp_path):
 
 
 def test_write_mask_copies_ct_geometry(tmp_path):
-    raw, image = _ct_image(ODD_DIRECTION)
+    _, image = _ct_image(ODD_DIRECTION)
     ct_path = tmp_path / "ct.nrrd"
     sitk.WriteImage(image, str(ct_path))
     ct = read_ct(ct_path)
@@ -107,7 +107,7 @@ def test_write_mask_copies_ct_geometry(tmp_path):
 
 
 def test_write_mask_rejects_wrong_shape_and_leaves_nothing(tmp_path):
-    raw, image = _ct_image()
+    _, image = _ct_image()
     sitk.WriteImage(image, str(tmp_path / "ct.mha"))
     ct = read_ct(tmp_path / "ct.mha")
     with pytest.raises(ValueError, match="mask shape"):
@@ -118,9 +118,9 @@ def test_write_mask_rejects_wrong_shape_and_leaves_nothing(tmp_path):
 def test_corrupt_missing_and_empty_files_are_named(tmp_path):
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(gzip.compress(b"not a nifti at all" * 10))
-    with pytest.raises(InputFileError, match="bad.nii.gz.*cannot be read"):
+    with pytest.raises(InputFileError, match=r"bad\.nii\.gz.*cannot be read"):
         read_ct(bad)
-    with pytest.raises(InputFileError, match="missing.mha: does not exist"):
+    with pytest.raises(InputFileError, match=r"missing\.mha: does not exist"):
         read_ct(tmp_path / "missing.mha")
     (tmp_path / "empty.mha").write_bytes(b"")
     with pytest.raises(InputFileError, match="empty"):
