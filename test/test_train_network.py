@@ -1,0 +1,112 @@
+"""The grounding network's interface (shared with the ONNX export) and its configuration files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rexground.errors import InputFileError  # noqa: E402
+from rexground.train.config import NetConfig, TrainConfig, load_config  # noqa: E402
+from rexground.train.network import (  # noqa: E402
+    DecoderGraph,
+    EncoderGraph,
+    GroundingNet,
+    count_parameters,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+QDIM = 24  # explicit here so the network tests do not depend on the text package's feature width
+
+
+def _net(**kw) -> GroundingNet:
+    torch.manual_seed(0)
+    return GroundingNet(NetConfig.tiny(query_dim=QDIM, **kw))
+
+
+def _inputs(b=2, p=1, size=(16, 32, 32), cin=1):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(b, cin, *size, generator=g)
+    t = torch.nn.functional.normalize(torch.randn(b * p, 384, generator=g), dim=1)
+    q = torch.rand(b * p, QDIM, generator=g)
+    return x, t, q
+
+
+def test_decode_of_encoded_features_equals_forward():
+    net = _net().eval()
+    x, t, q = _inputs()
+    with torch.no_grad():
+        feats = net.encode_image(x)
+        assert isinstance(feats, tuple) and len(feats) == len(net.config.features)
+        out = net.decode(*feats, t, q)
+        assert out.shape == (2, 1, 16, 32, 32)
+        assert torch.equal(out, net(x, t, q))
+
+
+def test_deep_supervision_outputs_only_when_asked_and_at_coarser_scales():
+    net = _net().train()
+    x, t, q = _inputs(p=3)
+    outs = net(x, t, q, prompts_per_image=3, deep_supervision=True)
+    assert [o.shape for o in outs] == [(6, 1, 16, 32, 32), (6, 1, 8, 16, 16), (6, 1, 4, 8, 8)]
+    plain = net(x, t, q, prompts_per_image=3)
+    assert isinstance(plain, torch.Tensor) and plain.shape == (6, 1, 16, 32, 32)
+    feats = net.encode_image(x)
+    assert isinstance(net.decode(*feats, t[:2], q[:2]), torch.Tensor)
+
+
+def test_prompts_of_one_image_share_the_encoder_pass():
+    net = _net().eval()
+    x, t, q = _inputs(b=1, p=2)
+    with torch.no_grad():
+        both = net(x, t, q, prompts_per_image=2)
+        first = net(x, t[:1], q[:1])
+        second = net(x, t[1:], q[1:])
+    torch.testing.assert_close(both, torch.cat([first, second]), rtol=1e-5, atol=1e-5)
+    assert (first - second).abs().max() > 1e-4  # the text changes the answer
+
+
+def test_anatomy_prior_channels_are_inputs():
+    net = _net(in_channels=3).eval()
+    x, t, q = _inputs(cin=3)
+    with torch.no_grad():
+        assert net(x, t, q).shape == (2, 1, 16, 32, 32)
+
+
+def test_encoder_and_decoder_trace_with_a_fixed_patch_shape():
+    net = _net().eval()
+    x, t, q = _inputs(b=1)
+    with torch.no_grad():
+        # torch.export refuses data-dependent Python control flow, which ONNX export cannot capture either.
+        enc = torch.export.export(EncoderGraph(net), (x,)).module()
+        feats = enc(x)
+        dec = torch.export.export(DecoderGraph(net), (*feats, t, q)).module()
+        torch.testing.assert_close(dec(*feats, t, q), net(x, t, q))
+
+
+def test_real_size_is_between_20_and_60_million_parameters():
+    n = count_parameters(GroundingNet(NetConfig.real(query_dim=QDIM)))
+    assert 20e6 <= n <= 60e6, n
+
+
+def test_configs_in_the_repo_load(tmp_path):
+    pytest.importorskip("rexground.text.features")  # the configs take the query width from the text package
+    for name in ("tiny.toml", "real.toml"):
+        cfg = load_config(REPO / "configs" / name)
+        assert isinstance(cfg, TrainConfig)
+    real = load_config(REPO / "configs" / "real.toml")
+    assert real.input.text_encoder != "hashing-test"  # the test-only embedder never trains a real model
+
+
+def test_config_errors_name_the_file_and_field(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"net": {"preset": "tiny", "query_dim": QDIM, "featurez": [1, 2]}}))
+    with pytest.raises(InputFileError, match=r"bad\.json.*featurez"):
+        load_config(bad)
+    bad.write_text(
+        json.dumps({"net": {"preset": "tiny", "query_dim": QDIM}, "input": {"patch_size_zyx": [30, 32, 32]}})
+    )
+    with pytest.raises(InputFileError, match="divisible"):
+        load_config(bad)
