@@ -1,0 +1,173 @@
+"""Read one finding sentence into a ``FindingQuery``: category, side, lobes, segments, zones, size, count, flags.
+
+Rules over vocabularies (``vocab``, ``location``), no learned weights, so every decision can be traced to the
+words in ``category_evidence``. Text with no finding word gives category "unknown" with confidence 0; the
+engines fall back to the whole lungs for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rexground.errors import FindingTextError
+from rexground.text import vocab
+from rexground.text.location import read_location
+from rexground.text.query import FindingQuery
+
+# Reports are short; a "finding" far longer than this is a pasted report, read only to this many characters
+# so a pathological input cannot make the regular expressions slow.
+MAX_CHARS = 4000
+
+_CONFIDENCE = {3: 0.9, 2: 0.6, 1: 0.35}
+_PREPOSITION = re.compile(
+    r"^(?:in|of|at|on|with|along|throughout|within|involving|measuring|including|from|to|and|or|"
+    r"are|is|were|was|seen|noted|present|observed|largest|more|predominantly|bilateral(?:ly)?)$"
+)
+_PLURAL = re.compile(r"^[a-z]*(?:ies|[^siu']s)$")
+
+
+@dataclass(frozen=True)
+class _Hit:
+    start: int
+    end: int
+    category: str
+    strength: int
+    words: str
+
+
+def _category_hits(text: str) -> list[_Hit]:
+    hits = [
+        _Hit(m.start(), m.end(), cat, strength, m.group(0))
+        for pattern, cat, strength in vocab.COMPILED_CATEGORY_TERMS
+        for m in pattern.finditer(text)
+    ]
+    # a match inside a longer one is part of that term ("centrilobular nodules" is not also "nodules")
+    kept = []
+    for h in hits:
+        inside = any(
+            o is not h and o.start <= h.start and h.end <= o.end and (o.end - o.start) > (h.end - h.start)
+            for o in hits
+        )
+        if not inside:
+            kept.append(h)
+    # the same span found by two patterns of one category counts once
+    unique = {(h.start, h.end, h.category): h for h in kept}
+    return sorted(unique.values(), key=lambda h: (h.start, -h.strength))
+
+
+def _is_negated(text: str, hit: _Hit) -> bool:
+    """A negation cue earlier in the same clause as the decisive term."""
+    before = text[: hit.start]
+    breaks = list(vocab.CLAUSE_BREAK.finditer(before))
+    clause = before[breaks[-1].end() :] if breaks else before
+    return vocab.NEGATION.search(clause) is not None
+
+
+def _is_plural(text: str, hit: _Hit) -> bool:
+    """The decisive term or the noun right after it is plural ('nodules', 'ground glass opacities')."""
+    words = hit.words.split()
+    for w in text[hit.end :].split()[:2]:
+        w = w.strip(",;.:()")
+        if not w or _PREPOSITION.match(w):
+            break
+        words.append(w)
+    return any(_PLURAL.match(w) for w in words)
+
+
+def _multiplicity(text: str, decisive: _Hit | None, category: str, places: int) -> str:
+    """Count words first ('a few', 'multiple', 'one'); else diffuse for a non-focal category; else the
+    grammatical number of the finding noun, or several places named ('in both lungs')."""
+    if vocab.DIFFUSE_CUES.search(text):
+        return "diffuse"
+    cues = []
+    for pattern, label in (
+        (vocab.FEW_CUES, "few"),
+        (vocab.MULTIPLE_CUES, "multiple"),
+        (vocab.SINGLE_CUES, "single"),
+    ):
+        m = pattern.search(text)
+        if m:
+            cues.append((m.start(), label))
+    if cues:
+        return min(cues)[1]
+    plural = decisive is not None and _is_plural(text, decisive)
+    if category.startswith("1"):
+        return "single" if vocab.FOCAL_CUE.search(text) and not plural else "diffuse"
+    if plural or places > 1:
+        return "multiple"
+    return "single"
+
+
+def _size(text: str) -> tuple[float | None, bool]:
+    """Largest stated dimension in mm, and whether it is only an upper bound ('< 5 mm', 'subcentimeter')."""
+    best: float | None = None
+    bound = False
+    spans: list[tuple[int, int]] = []
+    for pattern in (vocab.SIZE_RANGE, vocab.SIZE_DIMS):
+        for m in pattern.finditer(text):
+            if any(a <= m.start() < b for a, b in spans):
+                continue
+            spans.append((m.start(), m.end()))
+            unit = m.groups()[-1]
+            scale = 10.0 if unit.startswith("c") else 1.0
+            values = [float(g) * scale for g in m.groups()[:-1] if g is not None]
+            value = max(values)
+            if not 0.0 < value <= 600.0:
+                continue
+            is_bound = vocab.UPPER_BOUND_CUE.search(text[max(0, m.start() - 20) : m.start()]) is not None
+            if best is None or value > best:
+                best, bound = value, is_bound
+    if best is None and vocab.SUBCENTIMETER.search(text):
+        word = vocab.SUBCENTIMETER.search(text).group(0)
+        return (5.0 if "millimet" in word else 10.0), True
+    return best, bound
+
+
+def _places(loc) -> int:
+    """How many separate places the sentence names: both sides, or several lobes, count as more than one."""
+    if loc.side == "bilateral":
+        return 2
+    return max(len(loc.lobes), len(loc.segments), 1)
+
+
+def parse_finding(text: object) -> FindingQuery:
+    """Parse one finding sentence. Raises ``FindingTextError`` for a non-string or blank text."""
+    if not isinstance(text, str):
+        raise FindingTextError(f"a finding must be a string, got {type(text).__name__}: {text!r:.80}")
+    if not text.strip():
+        raise FindingTextError("a finding is empty or only whitespace")
+    norm = vocab.normalise(text[:MAX_CHARS])
+
+    hits = _category_hits(norm)
+    decisive: _Hit | None = None
+    if hits:
+        top = max(h.strength for h in hits)
+        decisive = next(h for h in hits if h.strength == top)
+    if decisive is None:
+        category, confidence, evidence = "unknown", 0.0, ()
+    else:
+        category = decisive.category
+        confidence = _CONFIDENCE[decisive.strength]
+        rivals = {h.category for h in hits if h.strength == decisive.strength and h.category != category}
+        if rivals:
+            confidence -= 0.15  # another category was named as strongly ("atelectasis with ground glass")
+        evidence = tuple(dict.fromkeys(h.words for h in hits if h.category == category))
+
+    loc = read_location(norm)
+    size_mm, size_bound = _size(norm)
+    return FindingQuery(
+        text=text,
+        category=category,
+        category_confidence=round(confidence, 3),
+        category_evidence=evidence,
+        side=loc.side,
+        lobes=loc.lobes,
+        segments=loc.segments,
+        zones=loc.zones,
+        size_mm=size_mm,
+        size_is_upper_bound=size_bound,
+        multiplicity=_multiplicity(norm, decisive, category, _places(loc)),
+        negated=decisive is not None and _is_negated(norm, decisive),
+        uncertain=vocab.UNCERTAINTY.search(norm) is not None,
+    )
