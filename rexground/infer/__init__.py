@@ -1,0 +1,1 @@
+"""Network inference without torch: preprocessing, sliding window, onnxruntime sessions (CPU and CUDA)."""
