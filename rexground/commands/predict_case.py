@@ -1,0 +1,67 @@
+"""``rexground predict-case``: ground one or more findings in one CT and write the mask (and an overlay)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from rexground.engines.select import DEVICES, ENGINE_KINDS, choose_engine
+from rexground.io import atomic_path
+from rexground.predictor import Predictor, validate_findings, write_case
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ct", required=True, type=Path, help="CT: NIfTI/MHA/NRRD file or DICOM series folder"
+    )
+    parser.add_argument(
+        "--finding", required=True, action="append", metavar="TEXT",
+        help="finding sentence; repeat for several findings of this scan (one output channel each)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="MASK",
+        help="output mask (.nii.gz/.mha/.nrrd). One finding: 3D uint8 with the CT's geometry. "
+        "Several: (F, ni, nj, nk) uint8 in the CT's raw array order (the submission layout)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_KINDS,
+        default="auto",
+        help="auto: the network when a model package is given or at /opt/ml/model, else rules",
+    )
+    parser.add_argument("--model", type=Path, metavar="DIR", help="model package folder (network engine)")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="network engine device")
+    parser.add_argument(
+        "--png", type=Path, metavar="OVERLAY", help="also write an axial/coronal/sagittal overlay"
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="RESULTS", help="also write the per-finding record as JSON"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    findings = validate_findings(args.finding, "--finding")  # before the slow parts
+    choice = choose_engine(args.engine, args.model, args.device)
+    case = Predictor(choice.engine, choice.reason).predict_file(args.ct, findings)
+    out, layout = write_case(args.out, case, several="channels")
+    result = case.result.model_copy(update={"output": str(out), "layout": layout})
+    print(f"engine: {result.engine} ({result.engine_reason})")
+    for f in result.findings:
+        print(f"  [{f.channel}] {f.voxels} voxels, {f.volume_ml:.2f} ml, {f.components} part(s): {f.text}")
+    print(
+        f"mask written: {out}  ({layout}, CT read in {result.seconds_read:.1f} s, predicted in "
+        f"{result.seconds_predict:.1f} s)"
+    )
+    if args.png:
+        from rexground.overlay import write_overlay
+
+        write_overlay(args.png, case.ct.hu, case.masks(), case.ct.spacing_zyx, findings)
+        print(f"overlay written: {args.png}")
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
+        print(f"results written: {args.json}")
+    return 0

@@ -1,0 +1,121 @@
+"""Pick the grounding engine for a run and say why: the learned network when a valid model package is given
+(or mounted at ``/opt/ml/model``, as in the Grand Challenge container), else the zero-shot engine.
+
+A package that is present but broken (bad hash, wrong version) is an error, never a silent fall-back to
+zero-shot: a container that quietly ignored its uploaded weights would score far below what was meant.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rexground.engines.base import Engine
+from rexground.errors import ModelPackageError
+
+EngineKind = Literal["auto", "rules", "network"]
+Device = Literal["auto", "cpu", "cuda"]
+ENGINE_KINDS: tuple[str, ...] = ("auto", "rules", "network")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+# Where Grand Challenge extracts the uploaded model.tar.gz; overridable for tests and other hosts.
+DEFAULT_MODEL_DIR = Path(os.environ.get("REXGROUND_MODEL_DIR", "/opt/ml/model"))
+MANIFEST_NAME = "manifest.json"
+
+log = logging.getLogger("rexground.engines")
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine a run uses, which kind it is, and the reason it was chosen (logged and put in results)."""
+
+    engine: Engine
+    kind: Literal["rules", "network"]
+    reason: str
+    model_dir: Path | None = None
+
+
+def _has_manifest(model_dir: Path) -> bool:
+    return (model_dir / MANIFEST_NAME).is_file()
+
+
+def _network(model_dir: Path, device: str) -> Engine:
+    # Imported here: the zero-shot path must not pay for (or depend on) the network engine's imports.
+    from rexground.model_package import load_package
+
+    load_package(model_dir)  # refuses a package whose manifest, version or hashes do not match
+    if device != "cpu":
+        _preload_cuda_libraries()
+    from rexground.engines.network import NetworkEngine
+
+    return NetworkEngine(model_dir, device)
+
+
+def _preload_cuda_libraries() -> None:
+    """onnxruntime-gpu finds the CUDA/cuDNN libraries of the nvidia-* wheels (the container's way of
+    carrying CUDA) only once they are preloaded; without a GPU build this does nothing."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() and hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # a missing library leaves the CPU provider working; say so, go on
+            log.warning("could not preload CUDA libraries (%s); the network may fall back to the CPU", exc)
+
+
+def _rules() -> Engine:
+    from rexground.engines.zero_shot import ZeroShotEngine
+
+    return ZeroShotEngine()
+
+
+def choose_engine(
+    kind: str = "auto",
+    model_dir: str | Path | None = None,
+    device: str = "auto",
+    default_model_dir: str | Path | None = None,
+    bundled_model_dir: str | Path | None = None,
+) -> EngineChoice:
+    """Build the engine for ``kind`` and explain the choice. Packages are looked for in this order: the
+    one given (``model_dir``), the mounted one (``default_model_dir``, default ``/opt/ml/model``), one baked
+    into the image (``bundled_model_dir``); with none, "auto" runs the zero-shot engine."""
+    if kind not in ENGINE_KINDS:
+        raise ValueError(f"engine kind must be one of {ENGINE_KINDS}, got {kind!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    mounted = Path(default_model_dir) if default_model_dir is not None else DEFAULT_MODEL_DIR
+    given = Path(model_dir) if model_dir is not None else None
+
+    if kind == "rules":
+        choice = EngineChoice(_rules(), "rules", "zero-shot engine requested (--engine rules)")
+    elif given is not None:
+        if not given.is_dir():
+            raise ModelPackageError(f"{given}: model package folder does not exist")
+        choice = EngineChoice(_network(given, device), "network", f"model package given: {given}", given)
+    elif _has_manifest(mounted):
+        choice = EngineChoice(
+            _network(mounted, device), "network", f"model package found at {mounted}", mounted
+        )
+    elif bundled_model_dir is not None and _has_manifest(Path(bundled_model_dir)):
+        bundled = Path(bundled_model_dir)
+        choice = EngineChoice(
+            _network(bundled, device), "network", f"bundled model package {bundled}", bundled
+        )
+    elif kind == "network":
+        raise ModelPackageError(
+            f"the network engine needs a model package: pass --model DIR, or mount one at {mounted} "
+            f"(no {MANIFEST_NAME} there)"
+        )
+    else:
+        why = "empty" if mounted.is_dir() and not any(mounted.iterdir()) else f"has no {MANIFEST_NAME}"
+        where = f"{mounted} {why}" if mounted.is_dir() else f"nothing at {mounted}"
+        choice = EngineChoice(_rules(), "rules", f"zero-shot engine: no model package given and {where}")
+    log.info("engine: %s (%s)", choice.kind, choice.reason)
+    return choice
+
+
+def load_engine(kind: str = "auto", model_dir: str | Path | None = None, device: str = "auto") -> Engine:
+    """The engine for ``kind`` ("auto" | "rules" | "network"); the choice and its reason are logged."""
+    return choose_engine(kind, model_dir, device).engine

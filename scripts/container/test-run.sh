@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Run the algorithm container on every case under test/input/ the way the platform does (no network,
+# read-only /input and root filesystem, writable /output and /tmp only, a memory cap) and compare each
+# result with test/expected/<case>/ (compare_output.py). With ../shared/data/real-ct/ present, a real CT
+# is run as well and its Dice against the expert contour reported.
+# Usage: scripts/container/test-run.sh [--tag NAME] [--memory 8g] [--no-real] [CASE ...]
+#   extra run flags (e.g. --gpus all) via RUN_FLAGS="..."
+set -euo pipefail
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=common.sh
+source "$SCRIPT_DIR/common.sh"
+
+TAG="rexground-algorithm:cpu"
+MEMORY="8g"
+REAL=1
+CASES=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tag) TAG="$2"; shift ;;
+    --memory) MEMORY="$2"; shift ;;
+    --no-real) REAL=0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -*) echo "unknown argument: $1" >&2; exit 2 ;;
+    *) CASES+=("$1") ;;
+  esac
+  shift
+done
+PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
+SHARED="${REXGROUND_SHARED:-$REPO_ROOT/../shared}"
+REAL_CASE="${REAL_CASE:-nsclc-lung1-001}"
+
+WORK="$(mktemp -d /tmp/rexground-test-run.XXXXXX)"
+cleanup() { rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# run_case NAME INPUT_DIR EXPECT_JSON [MODEL_DIR]
+run_case() {
+  local name="$1" input="$2" expect="$3" model="${4:-}"
+  local out="$WORK/$name/output"
+  mkdir -p "$out"
+  chmod 777 "$out"  # the image runs as a non-root user
+  local mounts=(-v "$input:/input:ro" -v "$out:/output")
+  [ -n "$model" ] && mounts+=(-v "$model:/opt/ml/model:ro")
+  local start=$SECONDS rc=0
+  # shellcheck disable=SC2086
+  "${ENGINE[@]}" run --rm --network none --read-only --tmpfs /tmp \
+    --memory "$MEMORY" --memory-swap "$MEMORY" --shm-size 128m \
+    "${mounts[@]}" ${RUN_FLAGS:-} "$TAG" >"$WORK/$name/stdout" 2>"$WORK/$name/stderr" || rc=$?
+  echo "== $name: exit $rc in $((SECONDS - start)) s"
+  if ! "$PYTHON" "$SCRIPT_DIR/compare_output.py" --name "$name" --input "$input" --output "$out" \
+      --expect "$expect" --exit-code "$rc" --stdout "$WORK/$name/stdout" --stderr "$WORK/$name/stderr"; then
+    FAILED+=("$name")
+  fi
+}
+
+FAILED=()
+N=0
+if [ ${#CASES[@]} -eq 0 ]; then
+  for dir in "$REPO_ROOT"/test/input/*/; do CASES+=("$(basename "$dir")"); done
+fi
+for name in "${CASES[@]}"; do
+  expect="$REPO_ROOT/test/expected/$name/expect.json"
+  [ -f "$expect" ] || { echo "error: $expect missing for case $name" >&2; exit 1; }
+  model=""
+  [ -d "$REPO_ROOT/test/expected/$name/model" ] && model="$REPO_ROOT/test/expected/$name/model"
+  run_case "$name" "$REPO_ROOT/test/input/$name" "$expect" "$model"
+  N=$((N + 1))
+done
+
+if [ "$REAL" = 1 ] && [ -f "$SHARED/data/real-ct/$REAL_CASE/case.json" ]; then
+  real="$SHARED/data/real-ct/$REAL_CASE"
+  input="$WORK/real-input"
+  mkdir -p "$input/images/chest-ct"
+  # The platform hands over .mha; the case ships NIfTI, which the entrypoint reads too.
+  cp "$real/ct.nii.gz" "$input/images/chest-ct/"
+  "$PYTHON" - "$real" "$input" "$WORK/real-expect.json" <<'PY'
+import json, sys
+from pathlib import Path
+real, inp, expect = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+case = json.loads((real / "case.json").read_text())
+finding = case["findings"][0]
+(inp / "finding.json").write_text(json.dumps(finding["text"]))
+spec = {"exit_code": 0, "n_findings": 1}
+if finding.get("label") and finding.get("score") == "dice":
+    spec.update(reference_mask=str(real / finding["label"]), min_dice_vs_reference=0.0)
+expect.write_text(json.dumps(spec))
+PY
+  chmod -R a+rX "$input"
+  run_case "real-$REAL_CASE" "$input" "$WORK/real-expect.json"
+  N=$((N + 1))
+fi
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "FAILED ${#FAILED[@]} of $N container case(s): ${FAILED[*]}" >&2
+  exit 1
+fi
+echo "all $N container case(s) passed"
