@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rexground.errors import InputFileError
+from rexground.model_package import IntensityNormalisation
 
 TEXT_EMBEDDING_DIM = 384  # all-MiniLM-L6-v2 class sentence encoders
 
@@ -94,9 +95,9 @@ class InputSpec(BaseModel):
 
     patch_size_zyx: tuple[int, int, int] = (128, 160, 160)
     spacing_zyx: tuple[float, float, float] = (1.5, 1.0, 1.0)  # mm
-    hu_window: tuple[float, float] = (-1024.0, 1024.0)  # clip after padding clipping
-    hu_center: float = -300.0  # normalised = (clip(hu) - center) / scale
-    hu_scale: float = 500.0
+    # HU -> network input, the inference path's own model (rexground.infer.preprocess.normalise applies it):
+    # padding clipped first, then the window, then (x - mean) / std.
+    intensity: IntensityNormalisation = IntensityNormalisation()
     anatomy_channels: tuple[str, ...] = ()  # names from rexground.anatomy, in channel order
     text_encoder: str = Field(
         "minilm",

@@ -1,0 +1,148 @@
+"""Training data: partial-label ignore masks, patch + prompt sampling, the prepared-case cache, the loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from train_helpers import prepared, tiny_config
+
+from rexground.train.config import DataConfig
+from rexground.train.data import (
+    PatchSampler,
+    crop_pad,
+    is_cached,
+    load_case,
+    partial_label_ignore,
+    save_case,
+)
+
+
+def test_crop_pad_copies_inside_and_pads_outside():
+    arr = np.arange(2 * 4 * 5 * 6, dtype=np.float32).reshape(2, 4, 5, 6)
+    out = crop_pad(arr, (-1, 2, 3), (3, 4, 4), pad_value=-7.0)
+    assert out.shape == (2, 3, 4, 4)
+    assert np.all(out[:, 0] == -7.0)  # z = -1 is outside
+    np.testing.assert_array_equal(out[:, 1:, :3, :3], arr[:, 0:2, 2:5, 3:6])
+    assert np.all(out[:, :, 3:, :] == -7.0) and np.all(out[:, :, :, 3:] == -7.0)
+
+
+def _lesion_scene():
+    """Normalised CT: 4 dense balls (3 labelled, 1 not) and a long dense tube (a vessel) in air."""
+    ct = np.full((30, 40, 40), -1.0, np.float32)
+    ent = np.zeros(ct.shape, np.uint8)
+    z, y, x = np.ogrid[:30, :40, :40]
+    centres = [(6, 8, 8), (6, 30, 30), (22, 8, 30), (22, 30, 8)]
+    for i, c in enumerate(centres):
+        ball = (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= 9
+        ct[ball] = 1.0
+        if i < 3:
+            ent[ball] = i + 1
+    ct[:, 19:22, 19:22] = 1.0  # a branching vessel: same density as the lesions, far larger
+    ct[15:18, :, 19:22] = 1.0
+    return ct, ent
+
+
+def test_partial_label_ignore_marks_unlabelled_lookalikes_but_not_vessels():
+    ct, ent = _lesion_scene()
+    ignore = partial_label_ignore(ct, ent, cap=3)
+    assert ignore is not None
+    assert ignore[22, 30, 8] == 1  # the unlabelled fourth lesion
+    assert ignore[15, 20, 20] == 0  # the vessel stays a negative
+    assert not ignore[ent > 0].any()  # labelled voxels are targets, never ignored
+    assert ignore[15, 2, 2] == 0  # plain background stays a negative
+
+
+def test_partial_label_ignore_only_when_the_cap_is_reached():
+    ct, ent = _lesion_scene()
+    ent[ent == 3] = 0  # two instances drawn: the annotator was not cut off
+    assert partial_label_ignore(ct, ent, cap=3) is None
+
+
+def test_batches_are_a_function_of_seed_rank_and_step():
+    cfg = tiny_config()
+    cases = [prepared(i, cfg) for i in range(3)]
+    texts = sorted({t for c in cases for t in c.texts})
+    s = PatchSampler(cases, texts, cfg.input, cfg.data, seed=5)
+    a, b = s.batch(7, 0, 3), s.batch(7, 0, 3)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.prompt, b.prompt)
+    other_rank, other_step = s.batch(7, 1, 3), s.batch(8, 0, 3)
+    assert not np.array_equal(a.image, other_rank.image)
+    assert not np.array_equal(a.image, other_step.image)
+
+
+def test_prompts_positive_targets_nonempty_negatives_empty():
+    cfg = tiny_config(data=DataConfig(positives_per_patch=1, negatives_per_patch=2, foreground_fraction=1.0))
+    cases = [prepared(i, cfg) for i in range(3)]
+    texts = sorted({t for c in cases for t in c.texts})
+    s = PatchSampler(cases, texts, cfg.input, cfg.data, seed=0)
+    n_same_scan_negative = 0
+    for step in range(20):
+        b = s.batch(step, 0, 2)
+        assert b.image.shape == (2, 1, *cfg.input.patch_size_zyx)
+        assert b.target.shape == (6, 1, *cfg.input.patch_size_zyx) == b.weight.shape
+        sums = b.target.reshape(6, -1).sum(1)
+        np.testing.assert_array_equal(sums > 0, b.positive)
+        assert b.positive[0::3].all()  # foreground patches: the first prompt is the centred finding
+        for p in range(2):
+            prompts = [texts[i] for i in b.prompt[p * 3 : p * 3 + 3]]
+            # the other lung's nodule sentence of the same scan is the preferred negative
+            n_same_scan_negative += any(("left" in prompts[0]) != ("left" in t) for t in prompts[1:])
+    assert n_same_scan_negative >= 30
+
+
+def test_weight_is_zero_outside_the_volume():
+    from rexground.train.config import InputSpec
+
+    cfg = tiny_config(input=InputSpec(patch_size_zyx=(32, 24, 24), spacing_zyx=(3.0, 3.0, 3.0)))
+    case = prepared(0, cfg)
+    texts = list(case.texts)
+    s = PatchSampler([case], texts, cfg.input, cfg.data, seed=0)
+    found_padding = False
+    for step in range(30):
+        b = s.batch(step, 0, 1)
+        if (b.weight[:, 0] == 0).any():
+            found_padding = True
+            assert np.all(b.target[b.weight == 0] == 0)
+        assert b.weight.max() == 1.0
+    assert found_padding  # the volume is 24 voxels deep, the patch 32
+
+
+def test_prepared_case_round_trips_through_the_cache(tmp_path):
+    cfg = tiny_config()
+    case = prepared(1, cfg, split="val")
+    folder = save_case(case, tmp_path / "case_1")
+    assert is_cached(folder)
+    back = load_case(folder)
+    np.testing.assert_array_equal(back.image, case.image)
+    np.testing.assert_array_equal(back.labels, case.labels)
+    np.testing.assert_array_equal(back.native_labels, case.native_labels)
+    assert back.texts == case.texts and back.categories == case.categories
+    assert back.native_shape == case.native_shape and back.native_spacing == case.native_spacing
+    for a, b in zip(back.fg_coords, case.fg_coords, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loss_ignores_weight_zero_voxels_and_skips_dice_on_empty_targets():
+    torch = pytest.importorskip("torch")
+    from rexground.train.config import LossConfig
+    from rexground.train.losses import grounding_loss
+
+    target = torch.zeros(2, 1, 4, 4, 4)
+    target[0, 0, 1:3, 1:3, 1:3] = 1
+    weight = torch.ones_like(target)
+    positive = torch.tensor([True, False])
+    logits = torch.where(target > 0, 12.0, -12.0)
+    base, _ = grounding_loss(logits, target, weight, positive, LossConfig())
+    wrong = logits.clone()
+    wrong[1, 0, 0, 0, 0] = 20.0  # a confident false positive on the negative prompt...
+    worse, _ = grounding_loss(wrong, target, weight, positive, LossConfig())
+    assert worse > base
+    weight[1, 0, 0, 0, 0] = 0.0  # ...costs nothing once that voxel is ignored
+    ignored, parts = grounding_loss(wrong, target, weight, positive, LossConfig())
+    assert ignored.item() == pytest.approx(base.item(), rel=1e-3)
+    assert parts["dice_loss"] < 0.01  # only the positive prompt enters the Dice term
+    ds, _ = grounding_loss(
+        [logits, logits[:, :, ::2, ::2, ::2]], target, torch.ones_like(target), positive, LossConfig()
+    )
+    assert torch.isfinite(ds)
