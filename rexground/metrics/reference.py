@@ -39,7 +39,7 @@ def reference_filter(mask: np.ndarray, label_fn: LabelFn = scipy_label_18) -> np
 
 
 def reference_dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if not a.any() and not b.any():
         return 1.0
     return (2.0 * np.logical_and(a, b).sum() + 1e-6) / (a.sum() + b.sum() + 1e-6)
