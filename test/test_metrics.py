@@ -187,6 +187,8 @@ def test_shape_mismatch_raises_and_3d_arrays_are_one_channel():
     with pytest.raises(ShapeMismatchError):
         evaluate_case(gt, np.zeros((1, 6, 6, 6), np.uint8))
     assert len(evaluate_case(gt[0], gt[0]).findings) == 1
+    with pytest.raises(ShapeMismatchError):  # no squeezing: (H, W, D) is not (1, H, W, D)
+        evaluate_case(gt[:1], gt[0])
 
 
 def test_raw_order_is_compared_without_any_reorientation():

@@ -125,6 +125,9 @@ def test_shape_mismatch_and_corrupt_files_are_listed_and_the_run_goes_on(challen
     tmp_path, dataset, _, _ = challenge
     write_raw(tmp_path / "pred" / "train_1_a_1.nii.gz", np.zeros((1, 16, 14, 9), np.uint8))
     (tmp_path / "pred" / "train_3_a_2.nii.gz").write_bytes(b"not a nifti at all")
+    write_raw(
+        tmp_path / "segmentations" / "valid_2_b_1.nii.gz", np.zeros((3, *SHAPE), np.uint8)
+    )  # 3 != 2 findings
     code, doc = evaluate(tmp_path, dataset)
     assert code == 1
     errors = {e["name"]: e["error"] for e in doc["errors"]}
@@ -133,7 +136,8 @@ def test_shape_mismatch_and_corrupt_files_are_listed_and_the_run_goes_on(challen
         "train_3_a_2.nii.gz" in errors["train_3_a_2.nii.gz"]
         and "cannot be read" in errors["train_3_a_2.nii.gz"]
     )
-    assert doc["summary"]["n_cases"] == 1 and doc["summary"]["n_errors"] == 2
+    assert "expected 2 finding channels" in errors["valid_2_b_1.nii.gz"]
+    assert doc["summary"]["n_cases"] == 0 and doc["summary"]["n_errors"] == 3
     assert "error: train_1_a_1.nii.gz" in capsys.readouterr().err
 
 

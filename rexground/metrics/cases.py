@@ -36,6 +36,9 @@ def evaluate_files(
         gt = read_mask_raw(gt_path)
     except RexgroundError as exc:
         return CaseResult(name=name, status="error", error=f"ground truth: {exc}")
+    if keys is not None and (gt.ndim != 4 or gt.shape[0] != len(keys)):
+        return CaseResult(name=name, status="error", error=f"{gt_path}: ground truth has shape {gt.shape}, "
+                          f"expected {len(keys)} finding channels (F, H, W, D)")  # fmt: skip
     note = ct_note
     if spacing is None and ct_path is not None:
         try:

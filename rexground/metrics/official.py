@@ -212,10 +212,14 @@ def evaluate_case(
     is one finding). ``categories`` per channel (a list, or a mapping from finding key); ``spacing`` is the
     CT's voxel spacing in mm in raw (i, j, k) order, which enables the distance metrics.
     Raises :class:`ShapeMismatchError` when the shapes differ."""
+    if np.shape(gt_raw) != np.shape(
+        pred_raw
+    ):  # exactly, as the official script: no squeezing or broadcasting
+        raise ShapeMismatchError(
+            f"prediction shape {np.shape(pred_raw)} != ground truth shape {np.shape(gt_raw)}"
+        )
     gt = as_channels(gt_raw, "ground truth")
     pred_in = as_channels(pred_raw, "prediction")
-    if gt.shape != pred_in.shape:
-        raise ShapeMismatchError(f"prediction shape {pred_in.shape} != ground truth shape {gt.shape}")
     pred, notes = cast_prediction(pred_in)
     keys = [str(k) for k in (keys if keys is not None else range(gt.shape[0]))]
     if len(keys) != gt.shape[0]:
