@@ -173,3 +173,22 @@ def test_bad_dataset_json_names_the_file_and_field(tmp_path, capsys):
                  "--dataset", str(bad), "--out", str(tmp_path / "m.json")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1 and "d.json" in err and "val[0].categories" in err and "9z" in err
+
+
+@pytest.mark.slow
+def test_real_tumour_contour_scores_as_expected(real_ct_dir, tmp_path):
+    """The expert GTV of a real CT (512 x 512 x 134) against itself shifted by one slice, with the spacing
+    read from the CT header: Dice counted by hand, one centroid TP at 3 mm, and it is a distance TP."""
+    from rexground.dataset import read_ct_spacing
+    from rexground.io import read_mask_raw
+
+    case = real_ct_dir / "nsclc-lung1-001"
+    gt = (read_mask_raw(case / "gtv.nii.gz") > 0).astype(np.uint8)[None]
+    pred = np.roll(gt, 1, axis=3)
+    spacing = read_ct_spacing(case / "ct.nii.gz")
+    assert spacing == pytest.approx((0.9766, 0.9766, 3.0), abs=1e-3)
+    f = evaluate_case(gt, pred, ["2d"], spacing).findings[0]
+    inter, size = int(np.count_nonzero(gt & pred)), int(np.count_nonzero(gt))
+    assert f.dice == (2 * inter + 1e-6) / (2 * size + 1e-6) and 0.8 < f.dice < 1.0
+    assert f.gt_voxels == size and f.tp == 1 and f.fp == 0
+    assert f.distance.tp == 1 and f.distance.matches[0].distance_mm == pytest.approx(3.0, abs=1e-3)

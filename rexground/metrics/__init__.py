@@ -16,6 +16,9 @@ Library API (used by ``rexground evaluate`` and by the evaluation container)::
     result = evaluate_files(gt_path, pred_path, categories, ct_path=None)  # reads the files, never raises
     # on bad input: returns a CaseResult with status "error" (or "missing") and the reason
 
+    doc = metrics_document(summary, results)  # the metrics.json dict: summary, per_category, distance, cases
+    print(format_summary(summary))            # the readable table
+
 The rules (18-connectivity, < 10 voxels removed, 50 largest kept, Dice with eps 1e-6, hit at 0.1, greedy
 matching at Dice >= 0.2, micro P/R/F1) are documented in :mod:`rexground.metrics.official`, the aggregation in
 :mod:`rexground.metrics.aggregate`, the distance metrics in :mod:`rexground.metrics.distances`.
@@ -24,6 +27,7 @@ matching at Dice >= 0.2, micro P/R/F1) are documented in :mod:`rexground.metrics
 from rexground.metrics.aggregate import Summary, aggregate, precision_recall_f1
 from rexground.metrics.cases import evaluate_files
 from rexground.metrics.official import ShapeMismatchError, dice_score, evaluate_case, missing_case
+from rexground.metrics.report import format_summary, metrics_document
 from rexground.metrics.results import CaseResult, FindingDistance, FindingResult, InstanceMatch
 
 __all__ = [
@@ -37,6 +41,8 @@ __all__ = [
     "dice_score",
     "evaluate_case",
     "evaluate_files",
+    "format_summary",
+    "metrics_document",
     "missing_case",
     "precision_recall_f1",
 ]
