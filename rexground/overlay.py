@@ -61,8 +61,17 @@ def _panel(
     width_mm = hu2d.shape[1] * col_mm
     width_px = max(1, round(PANEL_PX * width_mm / height_mm))
     image = image.resize((width_px, PANEL_PX), Image.Resampling.NEAREST)
-    ImageDraw.Draw(image).text((4, 4), label, fill=(255, 255, 255), font=font)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle(draw.textbbox((4, 4), label, font=font), fill=(0, 0, 0))  # readable on bone and air alike
+    draw.text((4, 4), label, fill=(255, 255, 255), font=font)
     return image
+
+
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:  # pillow's bundled scalable font (needs FreeType, which pillow's wheels carry)
+        return ImageFont.load_default(size=13)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
 
 
 def render_overlay(
@@ -81,7 +90,7 @@ def render_overlay(
         raise ValueError(f"mask shape {masks.shape[1:]} differs from CT shape {hu_zyx.shape}")
     z, y, x = centre_zyx if centre_zyx is not None else _centre_voxel(masks)
     sz, sy, sx = (float(s) for s in spacing_zyx)
-    font = ImageFont.load_default()
+    font = _font()
     panels = [
         _panel(hu_zyx[z], masks[:, z], sy, sx, f"axial z={z}", font),
         _panel(hu_zyx[::-1, y], masks[:, ::-1, y], sz, sx, f"coronal y={y}", font),

@@ -196,3 +196,26 @@ def test_compare_output_catches_a_wrong_answer(monkeypatch, tmp_path, bright):
     (out / "debug.npy").write_bytes(b"x")
     checks = compare_output.check(compare_output.Expected(), tmp_path, input_dir, out, rc, "")
     assert any("files written" in text for ok, text in checks if not ok)
+
+
+CASES = sorted(p.name for p in (REPO / "test" / "input").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=[pytest.mark.slow] if c.startswith("phantom") else []) for c in CASES]
+)
+def test_container_cases_pass_in_process(monkeypatch, tmp_path, capsys, case):
+    """Every container test case (test/input/<case>, test/expected/<case>) with the real default engine,
+    checked by the same comparison the container run uses: known answer, clean failure on bad input."""
+    expect_dir = REPO / "test" / "expected" / case
+    expect = compare_output.Expected.model_validate_json((expect_dir / "expect.json").read_text())
+    (tmp_path / "output").mkdir()
+    module = load_inference(
+        monkeypatch, REPO / "test" / "input" / case, tmp_path / "output", tmp_path / "none"
+    )
+    rc = module.run()
+    err = capsys.readouterr().err
+    checks = compare_output.check(
+        expect, expect_dir, REPO / "test" / "input" / case, tmp_path / "output", rc, err
+    )
+    assert all(ok for ok, _ in checks), [text for ok, text in checks if not ok]

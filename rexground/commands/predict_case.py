@@ -48,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     case = Predictor(choice.engine, choice.reason).predict_file(args.ct, findings)
     out, layout = write_case(args.out, case, several="channels")
     result = case.result.model_copy(update={"output": str(out), "layout": layout})
-    print(f"engine: {result.engine} ({result.engine_reason})")
     for f in result.findings:
         print(f"  [{f.channel}] {f.voxels} voxels, {f.volume_ml:.2f} ml, {f.components} part(s): {f.text}")
     print(

@@ -42,9 +42,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check(
-    expect: Expected, expect_dir: Path, input_dir: Path, output_dir: Path, exit_code: int, stderr: str
+    expect: Expected,
+    expect_dir: Path,
+    input_dir: Path,
+    output_dir: Path,
+    exit_code: int,
+    stderr: str,
+    host_output: Path | None = None,
 ) -> list[tuple[bool, str]]:
-    """(passed, description) for every check of one run."""
+    """(passed, description) for every check of one run. ``host_output``: the output of the same inputs run
+    by inference.py outside the container; the container's mask must match it (same code, pinned libraries)."""
     import SimpleITK as sitk
 
     from rexground.io import read_mask_raw
@@ -109,13 +116,23 @@ def check(
     except Exception as exc:  # any parse or validation problem is a failed check, reported
         checks.append((False, f"results.json invalid: {exc}"))
 
-    for name, min_dice, label in (
-        (expect.expected_mask, expect.min_dice_vs_expected, "expected output"),
-        (expect.reference_mask, expect.min_dice_vs_reference, "known answer"),
-    ):
-        if name is None:
+    references = [
+        (expect_dir / name if name else None, min_dice, label)
+        for name, min_dice, label in (
+            (expect.expected_mask, expect.min_dice_vs_expected, "expected output"),
+            (expect.reference_mask, expect.min_dice_vs_reference, "known answer"),
+        )
+    ]
+    if host_output is not None:
+        references.append((host_output / MASK_RELATIVE, expect.min_dice_vs_expected, "the same run outside"))
+    for path, min_dice, label in references:
+        if path is None:
             continue
-        ref = read_mask_raw(expect_dir / name)
+        name = path.name if label != "the same run outside" else "host output.mha"
+        if not path.is_file():
+            checks.append((False, f"{label}: {path} missing"))
+            continue
+        ref = read_mask_raw(path)
         ref = ref if ref.ndim == 4 else ref[None]
         if ref.shape != channels.shape:
             checks.append((False, f"{label} {name}: shape {ref.shape} != output {channels.shape}"))
@@ -135,10 +152,13 @@ def main() -> int:
     parser.add_argument("--exit-code", required=True, type=int)
     parser.add_argument("--stdout", type=Path)
     parser.add_argument("--stderr", type=Path)
+    parser.add_argument("--host-output", type=Path, help="output of the same case run outside the container")
     args = parser.parse_args()
     expect = Expected.model_validate_json(args.expect.read_text())
     stderr = args.stderr.read_text(errors="replace") if args.stderr else ""
-    checks = check(expect, args.expect.parent, args.input, args.output, args.exit_code, stderr)
+    checks = check(
+        expect, args.expect.parent, args.input, args.output, args.exit_code, stderr, args.host_output
+    )
     for ok, text in checks:
         print(f"  {'ok  ' if ok else 'FAIL'} {text}")
     if not all(ok for ok, _ in checks) and args.stdout and args.stdout.is_file():

@@ -3,6 +3,7 @@
 # read-only /input and root filesystem, writable /output and /tmp only, a memory cap) and compare each
 # result with test/expected/<case>/ (compare_output.py). With ../shared/data/real-ct/ present, a real CT
 # is run as well and its Dice against the expert contour reported.
+# Each case also runs through inference.py on the host, and the container's mask must match that one.
 # Usage: scripts/container/test-run.sh [--tag NAME] [--memory 8g] [--no-real] [CASE ...]
 #   extra run flags (e.g. --gpus all) via RUN_FLAGS="..."
 set -euo pipefail
@@ -28,6 +29,7 @@ done
 PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
 SHARED="${REXGROUND_SHARED:-$REPO_ROOT/../shared}"
 REAL_CASE="${REAL_CASE:-nsclc-lung1-001}"
+HOST_COMPARE="${HOST_COMPARE:-1}"  # 0: skip running each case outside the container for comparison
 
 WORK="$(mktemp -d /tmp/rexground-test-run.XXXXXX)"
 cleanup() { rm -rf "$WORK"; }
@@ -41,6 +43,14 @@ run_case() {
   chmod 777 "$out"  # the image runs as a non-root user
   local mounts=(-v "$input:/input:ro" -v "$out:/output")
   [ -n "$model" ] && mounts+=(-v "$model:/opt/ml/model:ro")
+  # The same inputs through inference.py outside the container: the container must give the same mask.
+  local host="$WORK/$name/host" host_flags=()
+  if [ "$HOST_COMPARE" = 1 ]; then
+    mkdir -p "$host"
+    GC_INPUT_PATH="$input" GC_OUTPUT_PATH="$host" GC_MODEL_PATH="${model:-$WORK/no-model}" \
+      "$PYTHON" "$REPO_ROOT/inference.py" >"$WORK/$name/host.log" 2>&1 || true
+    [ -f "$host/images/finding-segmentation/output.mha" ] && host_flags=(--host-output "$host")
+  fi
   local start=$SECONDS rc=0
   # shellcheck disable=SC2086
   "${ENGINE[@]}" run --rm --network none --read-only --tmpfs /tmp \
@@ -48,7 +58,8 @@ run_case() {
     "${mounts[@]}" ${RUN_FLAGS:-} "$TAG" >"$WORK/$name/stdout" 2>"$WORK/$name/stderr" || rc=$?
   echo "== $name: exit $rc in $((SECONDS - start)) s"
   if ! "$PYTHON" "$SCRIPT_DIR/compare_output.py" --name "$name" --input "$input" --output "$out" \
-      --expect "$expect" --exit-code "$rc" --stdout "$WORK/$name/stdout" --stderr "$WORK/$name/stderr"; then
+      --expect "$expect" --exit-code "$rc" --stdout "$WORK/$name/stdout" --stderr "$WORK/$name/stderr" \
+      "${host_flags[@]}"; then
     FAILED+=("$name")
   fi
 }
