@@ -110,7 +110,7 @@ class ChestParams:
     aorta_radius: float
     vertebra_radius: float
     trachea_radius: float
-    major_right: tuple[float, float, float]  # Z intercept, slope dZ/dY, curvature
+    major_right: tuple[float, float, float]  # Z intercept, slope dZ/dY, lateral curvature
     major_left: tuple[float, float, float]
     minor_z: float
     lingula_z: float
@@ -258,8 +258,12 @@ class ChestModel:
     def major_fissure_dz(self, Z, Y, X, side: str):
         """Signed height above the major fissure (mm along Z): > 0 upper (and middle) lobe, < 0 lower lobe."""
         a, b, c = self.p.major_right if side == "right" else self.p.major_left
-        x0 = -0.5 * self.cav_ax if side == "right" else 0.5 * self.cav_ax
-        return Z - (a + b * Y + c * (X - x0) ** 2), np.sqrt(1 + b * b)
+        # Laterally the fissure lies further forward, so axial slices cut it as an oblique line running
+        # from posteromedial to anterolateral.
+        lateral = np.abs(X) - 0.5 * self.cav_ax
+        k = 0.35
+        norm = np.sqrt(1 + b * b * (1 + k * k))
+        return Z - (a + b * (Y + k * lateral) + c * lateral**2), norm
 
     def minor_fissure_dz(self, Z, Y, X):
         return Z - (self.p.minor_z + 0.12 * (Y - self.trachea_y) + 0 * X)
@@ -501,6 +505,9 @@ def render_tubes(
             core[box] |= inside
 
 
+FISSURE_MM = 0.6  # apparent fissure thickness: a thin line at 1 mm, barely a haze at 4 mm
+
+
 def _slab_overlap(dist, thickness: float, h: float):
     """Fraction of a voxel of size h (along the normal) covered by a slab of ``thickness`` at distance dist."""
     lo = np.maximum(dist - h / 2, -thickness / 2)
@@ -538,89 +545,121 @@ def render_chest(model: ChestModel, grid: Grid, rng: np.random.Generator, detail
     h_mean = float(np.mean(grid.spacing))
     chunk = max(4, int(4_000_000 // (shape[1] * shape[2])))
 
-    for zs in grid.chunks(chunk):
-        Z, Y, X = grid.coords(zs)
-        full = (Z.shape[0], Y.shape[1], X.shape[2])
-        h = hu[zs]
-
-        def put(mask, value, h=h, full=full):
-            h[np.broadcast_to(mask, full)] = value
-
-        # Patient table: a carbon shell with foam inside, under the back.
-        table_top = p.body_ay + 6.0
-        table = (table_top < Y) & (table_top + 45 > Y) & (np.abs(X) < 220)
-        put(table, -920.0)
-        put(table & ((table_top + 3 > Y) | (table_top + 42 < Y)), 180.0)
-        put(model.body(Z, Y, X), FAT)
-        put((X / (p.body_ax - p.fat)) ** 2 + (Y / (p.body_ay - p.fat)) ** 2 < 1.0, MUSCLE)
-        cr = model.cavity_radius(Z, Y, X)
-        cav = cr < 1.0
-        # Ribs: oblique bands in the ring outside the cavity, lower anteriorly; costal cartilage near the sternum.
-        ring = (cr >= 1.0) & (cr < 1.0 + p.rib / min(model.cav_ax, model.cav_ay))
-        phase = np.mod(Z + 28.0 * (1.0 - Y / model.cav_ay) + p.rib_phase, p.rib_period)
-        rib = ring & (phase < 11.0) & (p.apex_z + 5 > Z) & (model.diaphragm_z(Y, X) - 30 < Z)
-        cartilage = np.abs(X) < 0.28 * model.cav_ax
-        put(rib & ~cartilage, TRABECULAR + 200)
-        put(rib & ~cartilage & ((phase < 2.0) | (phase > 9.0)), CORTICAL)
-        put(rib & cartilage & (Y < 0), 110.0)
-        sternum = (-0.8 * model.cav_ay > Y) & (np.abs(X) < 17) & ring & (Z > -135) & (Z < 70)
-        put(sternum, TRABECULAR + 120)
-        put(cav, FAT + 15)
-        dz = model.diaphragm_z(Y, X)
-        abdomen = cav & (dz > Z)
-        put(abdomen, LIVER)
-        left_abd = abdomen & (X > 25)
-        put(left_abd & (Y > 0), 50.0)  # spleen
-        stomach = left_abd & (
-            (X - 0.45 * model.cav_ax) ** 2 / 60**2
-            + (Y + 0.35 * model.cav_ay) ** 2 / 45**2
-            + (Z - dz + 45) ** 2 / 40**2
-            < 1
-        )
-        put(stomach, FLUID)
-        put(stomach & (dz - 28 < Z), AIR)
-        put(cav & (dz - 5 <= Z) & (dz > Z), MUSCLE)  # diaphragm
-        # Spine: vertebral bodies with cortex and discs, canal, arch and processes.
-        rv = p.vertebra_radius
-        rr = np.sqrt(X**2 + (Y - model.vert_y) ** 2)
-        canal_y = model.vert_y + rv + 9
-        rc = np.sqrt(X**2 + (Y - canal_y) ** 2)
-        vbody = (rr < rv) & (Z > -300)
-        put(vbody, CORTICAL)
-        put(rr < rv - 2.0, TRABECULAR)
-        put((rr < rv - 1.0) & (np.mod(Z + p.rib_phase, 28.0) < 5.0), 90.0)
-        put((rc < 14) & (rc >= 8) & (model.vert_y + rv - 2 < Y), CORTICAL - 250)
-        put(rc < 8, 25.0)
-        put(
+    # Everything that does not depend on Z is computed once, on the (y, x) plane.
+    Y = grid.y[:, None]
+    X = grid.x[None, :]
+    plane = (shape[1], shape[2])
+    table_top = p.body_ay + 6.0
+    table = (table_top < Y) & (table_top + 45 > Y) & (np.abs(X) < 220)
+    table_shell = table & ((table_top + 3 > Y) | (table_top + 42 < Y))
+    body = (X / p.body_ax) ** 2 + (Y / p.body_ay) ** 2 < 1.0
+    muscle = (X / (p.body_ax - p.fat)) ** 2 + (Y / (p.body_ay - p.fat)) ** 2 < 1.0
+    cr_plane = np.sqrt((X / model.cav_ax) ** 2 + ((Y - model.cav_cy) / model.cav_ay) ** 2)
+    dz_plane = np.broadcast_to(model.diaphragm_z(Y, X), plane)
+    rib_width = p.rib / min(model.cav_ax, model.cav_ay)
+    rib_shift = 28.0 * (1.0 - Y / model.cav_ay) + p.rib_phase
+    cartilage = np.abs(X) < 0.28 * model.cav_ax
+    sternum_plane = (-0.8 * model.cav_ay > Y) & (np.abs(X) < 17)
+    stomach_plane = (X - 0.45 * model.cav_ax) ** 2 / 60**2 + (Y + 0.35 * model.cav_ay) ** 2 / 45**2
+    rv = p.vertebra_radius
+    rr = np.sqrt(X**2 + (Y - model.vert_y) ** 2)
+    canal_y = model.vert_y + rv + 9
+    rc = np.sqrt(X**2 + (Y - canal_y) ** 2)
+    spine_layers = [
+        (rr < rv, CORTICAL),
+        (rr < rv - 2.0, TRABECULAR),
+        ((rc < 14) & (rc >= 8) & (model.vert_y + rv - 2 < Y), CORTICAL - 250),
+        (rc < 8, 25.0),
+        (
             (np.abs(X) < 5) & (canal_y + 12 < Y) & (min(canal_y + 48, p.body_ay - p.fat - 4) > Y),
             CORTICAL - 250,
+        ),
+        ((np.abs(Y - canal_y) < 5) & (np.abs(X) > 12) & (np.abs(X) < 42), CORTICAL - 300),
+    ]
+    disc_plane = rr < rv - 1.0
+    esophagus = np.hypot(X - 8, Y - (model.trachea_y + p.trachea_radius + 9)) < 7
+    tr = np.hypot(X, Y - model.trachea_y)
+    trachea_wall, trachea_lumen = tr < p.trachea_radius + 2.0, tr < p.trachea_radius
+    lung_base = np.broadcast_to(LUNG + 35.0 * np.clip(Y / model.cav_ay, -1, 1), plane)
+
+    for z_index, zv in enumerate(grid.z):
+        h = hu[z_index]
+        zv = float(zv)
+        h[table] = -920.0
+        h[table_shell] = 180.0
+        h[body] = FAT
+        h[muscle] = MUSCLE
+        scale = 1.0 + 0.06 * float(np.clip(-zv / 150.0, -1.0, 1.0))
+        cr = cr_plane / scale
+        cav = cr < 1.0
+        # Ribs: oblique bands in the ring outside the cavity, lower anteriorly; costal cartilage near the sternum.
+        ring = (cr >= 1.0) & (cr < 1.0 + rib_width)
+        phase = np.mod(zv + rib_shift, p.rib_period)
+        rib = ring & (phase < 11.0) & (dz_plane - 30 < zv) if zv < p.apex_z + 5 else np.zeros(plane, bool)
+        h[rib & ~cartilage] = TRABECULAR + 200
+        h[rib & ~cartilage & ((phase < 2.0) | (phase > 9.0))] = CORTICAL
+        h[rib & cartilage & (Y < 0)] = 110.0
+        if -135 < zv < 70:
+            h[sternum_plane & ring] = TRABECULAR + 120
+        h[cav] = FAT + 15
+        abdomen = cav & (dz_plane > zv)
+        h[abdomen] = LIVER
+        left_abd = abdomen & (X > 25)
+        h[left_abd & (Y > 0)] = 50.0  # spleen
+        stomach = left_abd & (stomach_plane + (zv - dz_plane + 45) ** 2 / 40**2 < 1)
+        h[stomach] = FLUID
+        h[stomach & (dz_plane - 28 < zv)] = AIR
+        h[cav & (dz_plane - 5 <= zv) & (dz_plane > zv)] = MUSCLE  # diaphragm
+        # Spine: vertebral bodies with cortex and discs, canal, arch and processes.
+        for mask, value in spine_layers:
+            h[mask] = value
+        if np.mod(zv + p.rib_phase, 28.0) < 5.0:
+            h[disc_plane] = 90.0
+        # Mediastinum: esophagus and trachea (heart and great vessels are painted in their boxes below).
+        if zv > -160:
+            h[esophagus] = 35.0
+        if zv > model.carina[0]:
+            h[trachea_wall] = 50.0
+            h[trachea_lumen] = AIR
+            airway[z_index] |= trachea_lumen
+        thorax[z_index] = cav & (dz_plane <= zv)
+
+    # The heart, in its box.
+    hz, hy, hx = p.heart_center
+    box = grid.box(
+        np.array([hz, hy, hx]) - np.array(p.heart_axes), np.array([hz, hy, hx]) + np.array(p.heart_axes)
+    )
+    if box is not None:
+        Zb, Yb, Xb = grid.coords(*box)
+        heart = np.broadcast_to(model.heart(Zb, Yb, Xb), hu[box].shape)
+        hu[box][heart] = BLOOD + 5
+
+    # Lungs, lobes, segments and fissures: evaluated only at points inside the thoracic cavity.
+    for zs in grid.chunks(chunk):
+        idx = np.nonzero(thorax[zs])
+        if not len(idx[0]):
+            continue
+        z = grid.z[zs][idx[0]]
+        y = grid.y[idx[1]]
+        x = grid.x[idx[2]]
+        side = model.lung_side(z, y, x)
+        inl = side > 0
+        idx = tuple(i[inl] for i in idx)
+        z, y, x, side = z[inl], y[inl], x[inl], side[inl]
+        lab = model.lobe(z, y, x, side=side)
+        value = lung_base[idx[1], idx[2]].copy()
+        # Fissures: thin sheets of soft tissue, box-filtered into the voxels they cross.
+        for s_name, side_label in (("right", 1), ("left", 2)):
+            dzm, norm = model.major_fissure_dz(z, y, x, s_name)
+            occ = _slab_overlap(np.abs(dzm) / norm, FISSURE_MM, h_mean) * (side == side_label)
+            value += occ * (-120.0 - value)
+        occ = _slab_overlap(np.abs(model.minor_fissure_dz(z, y, x)), FISSURE_MM, h_mean) * (
+            (lab == 1) | (lab == 2)
         )
-        put((np.abs(Y - canal_y) < 5) & (np.abs(X) > 12) & (np.abs(X) < 42), CORTICAL - 300)
-        # Mediastinum: heart, aorta, pulmonary trunk, esophagus, trachea.
-        put(model.heart(Z, Y, X), BLOOD + 5)
-        put((np.hypot(X - 8, Y - (model.trachea_y + p.trachea_radius + 9)) < 7) & (Z > -160), 35.0)
-        tr = np.hypot(X, Y - model.trachea_y) + 0 * Z
-        above_carina = model.carina[0] < Z
-        put(above_carina & (tr < p.trachea_radius + 2.0), 50.0)
-        lumen = above_carina & (tr < p.trachea_radius)
-        put(lumen, AIR)
-        airway[zs] |= np.broadcast_to(lumen, full)
-        # Lungs, lobes and segments.
-        side = model.lung_side(Z, Y, X)
-        lab = model.lobe(Z, Y, X, side=side)
-        lung = side > 0
-        thorax[zs] = np.broadcast_to(cav & (dz <= Z), full)
-        base = LUNG + 35.0 * np.clip(Y / model.cav_ay, -1, 1)
-        h[lung] = np.broadcast_to(base, full)[lung]
-        lobes[zs] = lab
-        segments[zs] = model.segment(lab, Z, Y, X)
-        # Fissures: 1 mm sheets of soft tissue, box-filtered into the voxels they cross.
-        for s, side_label in (("right", 1), ("left", 2)):
-            dzm, norm = model.major_fissure_dz(Z, Y, X, s)
-            occ = _slab_overlap(np.abs(dzm) / norm, 1.0, h_mean) * (side == side_label)
-            h += (occ * (-120.0 - h)).astype(np.float32)
-        occ = _slab_overlap(np.abs(model.minor_fissure_dz(Z, Y, X)), 1.0, h_mean) * ((lab == 1) | (lab == 2))
-        h += (occ * (-120.0 - h)).astype(np.float32)
+        value += occ * (-120.0 - value)
+        hu[zs][idx] = value
+        lobes[zs][idx] = lab
+        segments[zs][idx] = model.segment(lab, z, y, x)
 
     aorta = np.array(model.aorta)
     render_tubes(hu, grid, aorta[:-1], aorta[1:], np.full(len(aorta) - 1, p.aorta_radius), BLOOD)
