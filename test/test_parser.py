@@ -46,6 +46,13 @@ from rexground.text.query import CATEGORY_CODES, FindingQuery
         ("Cavitary lesion in the right upper lobe", "2h"),
         ("Consolidation with surrounding ground glass in the lingula", "2b"),
         ("Ground-glass opacity with interlobular septal thickening", "2c"),
+        ("Ground-glass nodule measuring 8 mm in the right upper lobe", "2d"),  # head noun: nodule
+        ("Mass-like consolidation in the left lower lobe", "2b"),  # head noun: consolidation
+        ("Atelectatic bands in the lingula", "2a"),
+        ("Cystic bronchiectasis in the left lower lobe", "1b"),
+        ("Septal thickening and ground glass in both lungs (crazy paving)", "2c"),
+        ("Fibrotic sequelae in the right apex", "2a"),
+        ("Airspace opacities in the right lower lobe", "2b"),
     ],
 )
 def test_category_follows_the_head_finding_word(text, category):
@@ -84,6 +91,10 @@ def test_british_and_hyphenated_spellings_read_the_same():
         ("Scattered nodules", "unspecified", ()),
         ("Atelectasis in the dependent lower lobes", "bilateral", ("RLL", "LLL")),
         ("Nodule in the lower lobe", "unspecified", ("RLL", "LLL")),
+        ("Consolidation in the inferior lobe of the right lung", "right", ("RLL",)),
+        ("Subsegmental atelectasis in the right lung lower lobe", "right", ("RLL",)),
+        ("Honeycombing at the lung bases", "bilateral", ()),
+        ("Nodules in the lower lobes bilaterally", "bilateral", ("RLL", "LLL")),
     ],
 )
 def test_side_and_lobes(text, side, lobes):
@@ -204,6 +215,8 @@ def test_multiplicity(text, multiplicity):
         ("Nonspecific nodule in the right lower lobe", False),
         ("Noncalcified nodule", False),
         ("Resolved consolidation in the left lower lobe", True),
+        ("The consolidation previously seen has resolved", True),
+        ("Nodule in the right lower lobe, unchanged", False),
     ],
 )
 def test_negation_scopes_over_the_finding_after_the_cue(text, negated):

@@ -37,7 +37,7 @@ LOBE_SIDE = {"RUL": "right", "RML": "right", "RLL": "right", "LUL": "left", "lin
 
 # --- lobe mentions -------------------------------------------------------------------------------------------
 _SIDE = r"(?:right|left|both|bilateral|the two)"
-_LEVEL = r"(?:upper|middle|lower|mid)"
+_LEVEL = r"(?:upper|middle|lower|mid|superior|inferior)"
 _JOIN = r"(?:\s*,\s*and\s+|\s*,\s*|\s+and\s+|\s+or\s+|\s+as well as\s+|\s*&\s*)"
 _LEVEL_ITEM = rf"(?:{_SIDE}\s+)?{_LEVEL}"
 _LOBE_GROUP = re.compile(
@@ -65,7 +65,9 @@ _ATTACH_BEFORE = re.compile(r"^\s*(?:,\s*)?$")
 
 _SIDE_WORDS = (
     (re.compile(r"\b(?:both|bilateral(?:ly)?|the two)\s+(?:lungs?|sides?|hemithora\w+|apices|bases|lung)|"
-                r"\bbilateral(?:ly)?\b|\bbiapical\b|\bbibasal\b|\bboth\s+(?:upper|lower|middle)\b"), "bilateral"),
+                r"\bbilateral(?:ly)?\b|\bbilat\b|\bbiapical\b|\bbibasal\b|\bboth\s+(?:upper|lower|middle)\b|"
+                r"\b(?:the|lung) (?:bases|apices)\b"),
+     "bilateral"),
     (re.compile(r"\bright\b|\bminor fissure\b|\bhorizontal fissure\b"), "right"),
     (re.compile(r"\bleft\b"), "left"),
 )  # fmt: skip
@@ -120,7 +122,8 @@ def _levels(group: str, first_side: str | None) -> list[tuple[str | None, str]]:
             side = words[0]
         elif len(words) >= 3 and words[0] == "the" and words[1] == "two":
             side = "both"
-        out.append((side, "middle" if words[-1] == "mid" else words[-1]))
+        level = {"mid": "middle", "superior": "upper", "inferior": "lower"}.get(words[-1], words[-1])
+        out.append((side, level))
     return out
 
 

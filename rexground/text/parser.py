@@ -19,7 +19,7 @@ from rexground.text.query import FindingQuery
 # so a pathological input cannot make the regular expressions slow.
 MAX_CHARS = 4000
 
-_CONFIDENCE = {3: 0.9, 2: 0.6, 1: 0.35}
+_CONFIDENCE = {4: 0.95, 3: 0.9, 2: 0.6, 1: 0.35}
 _PREPOSITION = re.compile(
     r"^(?:in|of|at|on|with|along|throughout|within|involving|measuring|including|from|to|and|or|"
     r"are|is|were|was|seen|noted|present|observed|largest|more|predominantly|bilateral(?:ly)?)$"
@@ -56,12 +56,42 @@ def _category_hits(text: str) -> list[_Hit]:
     return sorted(unique.values(), key=lambda h: (h.start, -h.strength))
 
 
+_PHRASE_GAP = re.compile(r"\s*(?:[a-z]+\s+){0,2}")
+_PHRASE_BREAK = re.compile(
+    r"\b(?:with|in|of|at|on|and|or|along|within|without|involving|including|from|to|and|but|than|as|"
+    r"is|are|was|were|suggest\w*|consistent|compatible|likely|versus|vs)\b"
+)
+
+
+def _decisive(text: str, hits: list[_Hit]) -> _Hit | None:
+    """The strongest term; among equals the head of the first noun phrase that names one.
+
+    Report findings open with their head phrase ("consolidation with ground glass halo": consolidation), and
+    in English the head of a noun phrase is its last noun ("ground glass nodule": a nodule; "mass like
+    consolidation": a consolidation), so adjacent terms with no preposition between them resolve to the last.
+    """
+    if not hits:
+        return None
+    top = max(h.strength for h in hits)
+    best = [h for h in hits if h.strength == top]
+    head = best[0]
+    for nxt in best[1:]:
+        gap = text[head.end : nxt.start]
+        if nxt.start >= head.end and _PHRASE_GAP.fullmatch(gap) and not _PHRASE_BREAK.search(gap):
+            head = nxt
+        else:
+            break
+    return head
+
+
 def _is_negated(text: str, hit: _Hit) -> bool:
     """A negation cue earlier in the same clause as the decisive term."""
     before = text[: hit.start]
     breaks = list(vocab.CLAUSE_BREAK.finditer(before))
     clause = before[breaks[-1].end() :] if breaks else before
-    return vocab.NEGATION.search(clause) is not None
+    if vocab.NEGATION.search(clause) is not None:
+        return True
+    return vocab.NEGATION_AFTER.search(text[hit.end :]) is not None  # "consolidation has resolved"
 
 
 def _is_plural(text: str, hit: _Hit) -> bool:
@@ -140,10 +170,7 @@ def parse_finding(text: object) -> FindingQuery:
     norm = vocab.normalise(text[:MAX_CHARS])
 
     hits = _category_hits(norm)
-    decisive: _Hit | None = None
-    if hits:
-        top = max(h.strength for h in hits)
-        decisive = next(h for h in hits if h.strength == top)
+    decisive = _decisive(norm, hits)
     if decisive is None:
         category, confidence, evidence = "unknown", 0.0, ()
     else:

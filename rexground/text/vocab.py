@@ -75,7 +75,7 @@ def normalise(text: str) -> str:
 
 
 # --- finding terms -------------------------------------------------------------------------------------------
-# (pattern, category, strength). Strength 3: a specific finding noun ("nodule", "ground glass", "scarring");
+# (pattern, category, strength). Strength 4: a named pattern that outranks its parts ("crazy paving"); 3: a specific finding noun ("nodule", "ground glass", "scarring");
 # 2: a modifier that leans towards a category ("nodular", "band like"); 1: a generic word ("opacity").
 # The decisive term is the strongest; among equals the earliest, which is the head of a report finding
 # ("consolidation with ground glass halo" is a consolidation; "ground glass with septal thickening" is GGO).
@@ -101,6 +101,7 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     (r"(?:(?:interlobular|interlobar|intralobular|smooth|nodular|irregular) )?septal (?:thickening|lines?)", "1d", 3),
     (r"thicken\w* (?:of the )?(?:interlobular )?septa\w*", "1d", 3),
     (r"reticulation|reticular (?:pattern|opacit\w+|changes?|densit\w+|markings?|thickening)", "1d", 3),
+    (r"reticulonodular|reticular", "1d", 2),
     (r"kerley", "1d", 3),
     (r"interstitial thickening", "1d", 3),
     # 1e micronodules
@@ -117,9 +118,11 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     (r"(?:pulmonary|lung|diffuse) fibrosis", "1f", 3),
     (r"pulmonary edema", "1f", 3),
     (r"lymphangit\w*", "1f", 3),
-    (r"fibrosis|fibrotic changes?", "1f", 2),
+    (r"fibrosis|interstitial", "1f", 2),
     # 2a linear opacities
-    (r"(?:linear|plate ?like|discoid|band ?like|subsegmental|lamellar|strand ?like|platelike|bandlike|striate?) " + W + r"?atelecta\w*", "2a", 3),
+    (r"(?:linear|plate ?like|plate|discoid|band ?like|band|subsegmental|lamellar|strand ?like|platelike|bandlike|striate?) " + W + r"?atelecta\w*", "2a", 3),
+    (r"atelecta\w* (?:bands?|strands?|lines?|stripes?)", "2a", 3),
+    (r"fibrotic (?:changes?|sequelae|areas?|densit\w+|opacit\w+)|sequela\w*|cicatri\w*", "2a", 2),
     (r"scar\b|scars\b|scarr\w*", "2a", 3),
     (r"fibro ?atelecta\w*", "2a", 3),
     (r"(?:fibrotic|fibrous|parenchymal|fibroatelectatic|pleuroparenchymal) (?:bands?|strands?|stripes?)", "2a", 3),
@@ -128,6 +131,7 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     (r"bands?|band ?like|bandlike|linear|streaky|stripe\w*", "2a", 2),
     # 2b atelectasis / consolidation
     (r"atelecta\w*", "2b", 3),
+    (r"air ?space (?:disease|opacit\w+|consolidation|densit\w+)", "2b", 3),
     (r"consolidat\w*", "2b", 3),
     (r"air bronchograms?", "2b", 3),
     (r"collapse[ds]?", "2b", 3),
@@ -136,7 +140,7 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     (r"infiltrat\w*|opacit\w*|opacification|densit(?:y|ies)|infiltrates?", "2b", 1),
     # 2c ground glass
     (r"ground glass", "2c", 3),
-    (r"crazy paving", "2c", 3),
+    (r"crazy paving", "2c", 4),  # names the whole pattern (ground glass + septal lines): it decides
     (r"hazy|haziness", "2c", 2),
     (r"increased (?:\w+ )?attenuation", "2c", 1),
     # 2d nodule / mass
@@ -144,7 +148,7 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     (r"mass\b|masses\b", "2d", 3),
     (r"granulomas?|granulomata|hamartomas?|tumors?|neoplasms?|carcinoma\w*|malignan\w*|metasta\w*", "2d", 3),
     (r"lymph nodes?", "2d", 2),
-    (r"nodular|nodularit\w*|spiculated|solid|subsolid", "2d", 2),
+    (r"nodular|nodularit\w*|spiculated|solid|subsolid|soft tissue (?:densit\w+|lesions?|opacit\w+)", "2d", 2),
     (r"lesions?", "2d", 1),
     # 2e pleural effusion / thickening
     (r"(?:pleural|pleura) (?:effusions?|fluid|thickening|thickened|plaques?|calcificat\w*|calcified|nodularity|reaction)", "2e", 3),
@@ -158,7 +162,8 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     # 2g pneumothorax
     (r"(?:hydro)?pneumothora\w*", "2g", 3),
     # 2h other focal
-    (r"cysts?\b|cystic", "2h", 3),
+    (r"cysts?\b", "2h", 3),
+    (r"cystic", "2h", 2),
     (r"cavit\w*", "2h", 3),
     (r"architectural distortion", "2h", 3),
     (r"bronchocele|mucoid impaction|mucus plug\w*|mucous plug\w*|impacted bronch\w*", "2h", 3),
@@ -176,7 +181,11 @@ COMPILED_CATEGORY_TERMS: tuple[tuple[re.Pattern[str], str, int], ...] = tuple(
 # "without evidence of effusion"); "nodule without calcification" stays a positive nodule.
 NEGATION = re.compile(
     r"\b(?:no|not|without|absence of|absent|negative for|free of|resolved|resolution of|no longer|"
-    r"ruled out|clear of|neither|nor|never)\b"
+    r"ruled out|clear of|neither|nor|never|nor any|excluded)\b"
+)
+NEGATION_AFTER = re.compile(
+    r"^[^,;.:]{0,40}?\b(?:(?:has|have) )?(?:resolved|disappeared|regressed completely|no longer (?:seen|visible|present|"
+    r"observed|evident)|(?:is|are|was|were) not (?:seen|identified|present|observed|detected|visualized|evident))\b"
 )
 CLAUSE_BREAK = re.compile(r"[;,.:()]|\bbut\b|\bwith\b|\bhowever\b|\bwhich\b")
 UNCERTAINTY = re.compile(
