@@ -1,0 +1,191 @@
+"""``rexground predict``: every finding of every scan of a split -> the challenge's submission files (and zip).
+
+One ``(F, H, W, D)`` uint8 file per scan, named as the entry, in the CT's raw order (``write_scan_submission``).
+Each file is written atomically, so an interrupted run leaves only complete files; ``--resume`` skips every
+file that already passes the submission checks. ``--shard I/N`` takes every N-th scan starting at I (0-based),
+so N machines or GPUs split a split between them; a final ``--resume --zip`` run (no ``--shard``) finds
+everything done, validates the whole folder and packs the zip. The folder is validated with the same
+checks as ``rexground validate-submission`` before success is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rexground.engines.select import DEVICES, ENGINE_KINDS
+
+log = logging.getLogger("rexground.predict")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must be I/N with integers, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset", type=Path, required=True, help="dataset.json / MICCAI_challenge_dataset.json"
+    )
+    parser.add_argument("--split", default="test", help="split to predict (default: test)")
+    parser.add_argument("--ct-root", type=Path, required=True, help="CTs: flat folder or CT-RATE tree")
+    parser.add_argument("--out", type=Path, required=True, help="folder of submission files (created)")
+    parser.add_argument("--zip", type=Path, help="also pack the validated folder into this upload zip")
+    parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+                        help="predict scans I, I+N, I+2N, ... of the split (0 <= I < N)")  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true", help="skip scans whose file already passes the checks"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes, each with its own engine")
+    parser.add_argument("--engine", choices=ENGINE_KINDS, default="auto")
+    parser.add_argument("--model", type=Path, metavar="DIR", help="model package folder (network engine)")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    name: str
+    status: str  # "predicted" | "skipped" | "error"
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def existing_output_ok(out_dir: Path, entry, ct_root: Path) -> bool:
+    """Whether ``out_dir/<name>`` exists and passes every submission check against the entry and its CT."""
+    from rexground.dataset import read_ct_header, resolve_ct
+    from rexground.errors import RexgroundError
+    from rexground.io import read_mask_raw
+    from rexground.submission import check_array
+
+    path = out_dir / entry.name
+    if not path.is_file():
+        return False
+    try:
+        spatial = tuple(read_ct_header(resolve_ct(ct_root, entry.name))[0])
+        return not check_array(entry.name, read_mask_raw(path), entry, spatial)
+    except RexgroundError:
+        return False
+
+
+def predict_scan(predictor, entry, ct_root: Path, out_dir: Path, resume: bool) -> ScanOutcome:
+    from rexground.dataset import resolve_ct
+    from rexground.errors import RexgroundError
+    from rexground.submission import write_scan_submission
+
+    if resume and existing_output_ok(out_dir, entry, ct_root):
+        return ScanOutcome(entry.name, "skipped")
+    start = time.perf_counter()
+    try:
+        case = predictor.predict_file(resolve_ct(ct_root, entry.name), list(entry.texts))
+        write_scan_submission(out_dir, entry, case.masks(), case.ct.geometry)
+    except RexgroundError as exc:
+        return ScanOutcome(entry.name, "error", time.perf_counter() - start, str(exc))
+    return ScanOutcome(entry.name, "predicted", time.perf_counter() - start)
+
+
+# One predictor per worker process, built once by the pool's initializer.
+_WORKER: dict = {}
+
+
+def _init_worker(kind: str, model: Path | None, device: str) -> None:
+    from rexground.engines.select import choose_engine
+    from rexground.predictor import Predictor
+
+    choice = choose_engine(kind, model, device)
+    _WORKER["predictor"] = Predictor(choice.engine, choice.reason)
+
+
+def _worker_scan(entry, ct_root: Path, out_dir: Path, resume: bool) -> ScanOutcome:
+    return predict_scan(_WORKER["predictor"], entry, ct_root, out_dir, resume)
+
+
+def run_scans(args: argparse.Namespace, entries) -> list[ScanOutcome]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(entries), desc="predict", unit="scan", disable=args.no_progress)
+    outcomes = []
+
+    def done(outcome: ScanOutcome) -> None:
+        outcomes.append(outcome)
+        if outcome.status == "error":
+            tqdm.write(f"error: {outcome.name}: {outcome.detail}")
+        bar.update(1)
+        bar.set_postfix_str(f"{outcome.status} {outcome.name}")
+
+    if args.workers <= 1:
+        _init_worker(args.engine, args.model, args.device)
+        for entry in entries:
+            done(_worker_scan(entry, args.ct_root, args.out, args.resume))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: each worker builds its engine (onnxruntime / CUDA state) in a clean process.
+        with ProcessPoolExecutor(
+            max_workers=args.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(args.engine, args.model, args.device),
+        ) as pool:
+            futures = [pool.submit(_worker_scan, e, args.ct_root, args.out, args.resume) for e in entries]
+            for future in as_completed(futures):
+                done(future.result())
+    bar.close()
+    return outcomes
+
+
+def run(args: argparse.Namespace) -> int:
+    from rexground.dataset import load_dataset
+    from rexground.submission import pack_submission, validate_submission
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    index, count = args.shard
+    if args.zip and count > 1:
+        print("rexground predict: --zip packs the whole split: once every shard is done, run again without "
+              "--shard, with --resume --zip")  # fmt: skip
+        return 2
+    entries = list(load_dataset(args.dataset).split(args.split))
+    mine = sorted(entries, key=lambda e: e.name)[index::count]
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"{len(mine)} of {len(entries)} scans of split {args.split!r} (shard {index}/{count}) -> {args.out}"
+    )
+
+    start = time.perf_counter()
+    outcomes = run_scans(args, mine)
+    predicted = [o for o in outcomes if o.status == "predicted"]
+    errors = [o for o in outcomes if o.status == "error"]
+    per_scan = sum(o.seconds for o in predicted) / len(predicted) if predicted else 0.0
+    print(f"predicted {len(predicted)}, skipped {len(outcomes) - len(predicted) - len(errors)} (already valid), "
+          f"errors {len(errors)}; {time.perf_counter() - start:.1f} s, {per_scan:.1f} s per predicted scan")  # fmt: skip
+    for o in errors:
+        print(f"  error: {o.name}: {o.detail}")
+
+    # The same checks as `rexground validate-submission`, on this run's scans (or the whole split).
+    problems = validate_submission(mine if count > 1 else entries, pred_dir=args.out, ct_root=args.ct_root)
+    if count > 1:
+        problems = [p for p in problems if p.kind != "extra"]  # other shards' files are not extra
+    for p in problems:
+        print(f"  {p}")
+    if problems or errors:
+        print(f"{args.out}: {len(problems)} problem(s), {len(errors)} scan(s) failed: not ready for upload")
+        return 1
+    if count > 1:
+        print(
+            f"shard {index}/{count} done and valid; when all shards are done: rexground predict ... --resume --zip Z"
+        )
+        return 0
+    print(f"{args.out}: valid submission for all {len(entries)} scans of split {args.split!r}")
+    if args.zip:
+        pack_submission(args.out, args.zip, names=[e.name for e in entries])
+        print(f"zip written: {args.zip}")
+    return 0

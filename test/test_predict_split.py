@@ -1,0 +1,131 @@
+"""``rexground predict``: a split -> valid submission files and zip; resume redoes only what is missing or
+broken; shards split the work without overlap; the run refuses to call an invalid folder a success."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from test_predict_case import BrightEngine
+
+from rexground.cli import main
+from rexground.dataset import load_dataset
+from rexground.engines import select
+from rexground.io import read_mask_raw
+from rexground.submission import validate_submission
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    from rexground.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("phantoms")
+    return root, write_dataset(root, 4, seed=7)
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    eng = BrightEngine()  # bright voxels: never empty on a phantom (bone, soft tissue)
+    monkeypatch.setattr(select, "_rules", lambda: eng)
+    return eng
+
+
+def _predict(phantoms, out, *extra):
+    root, dataset = phantoms
+    return main(["predict", "--dataset", str(dataset), "--split", "val", "--ct-root", str(root / "ct_rate"),
+                 "--out", str(out), "--engine", "rules", "--no-progress", *extra])  # fmt: skip
+
+
+def _val(phantoms):
+    return load_dataset(phantoms[1]).split("val")
+
+
+def test_a_split_becomes_a_valid_submission_and_zip(tmp_path, phantoms, engine, capsys):
+    out, zpath = tmp_path / "sub", tmp_path / "sub.zip"
+    assert _predict(phantoms, out, "--zip", str(zpath)) == 0
+    entries = _val(phantoms)
+    assert validate_submission(entries, pred_dir=out, ct_root=phantoms[0] / "ct_rate") == []
+    assert validate_submission(entries, zip_path=zpath) == []
+    assert sorted(zipfile.ZipFile(zpath).namelist()) == sorted(e.name for e in entries)
+    assert sorted(map(tuple, engine.calls)) == sorted(
+        tuple(e.texts) for e in entries
+    )  # every finding, in order
+    first = entries[0]
+    array = read_mask_raw(out / first.name)
+    assert array.shape[0] == first.n_findings and array.dtype == np.uint8
+    assert "valid submission" in capsys.readouterr().out
+
+
+def test_resume_skips_valid_files_and_redoes_missing_and_broken_ones(tmp_path, phantoms, engine):
+    out = tmp_path / "sub"
+    assert _predict(phantoms, out) == 0
+    entries = _val(phantoms)
+    engine.calls.clear()
+    assert _predict(phantoms, out, "--resume") == 0
+    assert engine.calls == []  # everything was already valid
+    (out / entries[0].name).unlink()
+    broken = read_mask_raw(out / entries[1].name)[:1]  # one channel too few
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.ascontiguousarray(broken.transpose())), str(out / entries[1].name)
+    )
+    assert _predict(phantoms, out, "--resume") == 0
+    assert sorted(map(tuple, engine.calls)) == sorted(tuple(e.texts) for e in entries[:2])
+    assert validate_submission(entries, pred_dir=out) == []
+
+
+def test_shards_are_disjoint_and_complete(tmp_path, phantoms, engine, capsys):
+    out = tmp_path / "sub"
+    assert _predict(phantoms, out, "--shard", "0/2") == 0
+    first = {p.name for p in out.iterdir()}
+    assert _predict(phantoms, out, "--shard", "1/2") == 0
+    both = {p.name for p in out.iterdir()}
+    names = {e.name for e in _val(phantoms)}
+    assert both == names and first and first != names
+    engine.calls.clear()
+    assert _predict(phantoms, out, "--resume", "--zip", str(tmp_path / "z.zip")) == 0
+    assert engine.calls == [] and (tmp_path / "z.zip").is_file()
+
+
+def test_zip_with_a_shard_is_refused(tmp_path, phantoms, engine):
+    assert _predict(phantoms, tmp_path / "sub", "--shard", "0/2", "--zip", str(tmp_path / "z.zip")) == 2
+
+
+@pytest.mark.parametrize("shard", ["2/2", "1", "a/b", "-1/3"])
+def test_bad_shard_is_a_usage_error(tmp_path, phantoms, shard):
+    with pytest.raises(SystemExit):
+        _predict(phantoms, tmp_path / "sub", "--shard", shard)
+
+
+def test_an_invalid_result_is_not_reported_as_success(tmp_path, phantoms, monkeypatch, capsys):
+    class Empty(BrightEngine):
+        def predict(self, ct, findings):
+            out = super().predict(ct, findings)
+            for p in out:
+                p.mask[...] = 0  # an engine bug: empty masks
+            return out
+
+    monkeypatch.setattr(select, "_rules", Empty)
+    assert _predict(phantoms, tmp_path / "sub", "--zip", str(tmp_path / "z.zip")) == 1
+    text = capsys.readouterr().out
+    assert "empty_channel" in text and "not ready for upload" in text
+    assert not (tmp_path / "z.zip").exists()
+
+
+def test_a_missing_ct_is_reported_and_the_run_fails(tmp_path, phantoms, engine, capsys):
+    dataset = phantoms[1]
+    flat = tmp_path / "cts"
+    flat.mkdir()  # an empty CT root: every scan fails, named
+    rc = main(["predict", "--dataset", str(dataset), "--split", "val", "--ct-root", str(flat),
+               "--out", str(tmp_path / "sub"), "--engine", "rules", "--no-progress"])  # fmt: skip
+    assert rc == 1
+    assert "errors 2" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_workers_with_the_zero_shot_engine(tmp_path, phantoms):
+    """Two spawned workers, each building the real default engine."""
+    out = tmp_path / "sub"
+    assert _predict(phantoms, out, "--workers", "2") == 0
+    assert validate_submission(_val(phantoms), pred_dir=out) == []
