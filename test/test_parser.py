@@ -53,6 +53,7 @@ from rexground.text.query import CATEGORY_CODES, FindingQuery
         ("Septal thickening and ground glass in both lungs (crazy paving)", "2c"),
         ("Fibrotic sequelae in the right apex", "2a"),
         ("Airspace opacities in the right lower lobe", "2b"),
+        ("Peribronchial interstitial thickening", "1a"),
     ],
 )
 def test_category_follows_the_head_finding_word(text, category):
@@ -95,6 +96,8 @@ def test_british_and_hyphenated_spellings_read_the_same():
         ("Subsegmental atelectasis in the right lung lower lobe", "right", ("RLL",)),
         ("Honeycombing at the lung bases", "bilateral", ()),
         ("Nodules in the lower lobes bilaterally", "bilateral", ("RLL", "LLL")),
+        ("Atelectasis in the lingular segment of the left lung upper lobe", "left", ("lingula",)),
+        ("Consolidation in the left lung lower lobe superior segment", "left", ("LLL",)),
     ],
 )
 def test_side_and_lobes(text, side, lobes):
@@ -199,6 +202,9 @@ def test_size_is_the_largest_stated_dimension_in_mm(text, size, bound):
         ("Emphysema", "diffuse"),
         ("Focal bronchiectasis in the right upper lobe", "single"),
         ("Linear atelectasis in both lower lobes", "multiple"),
+        ("Nonspecific nodules with a diameter of 3 mm in the right upper lobe", "multiple"),
+        ("Indeterminate nodules (two) in the right lower lobe", "few"),
+        ("Largest nodule in the left lower lobe measures 6 mm", "multiple"),
     ],
 )
 def test_multiplicity(text, multiplicity):

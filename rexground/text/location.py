@@ -262,7 +262,9 @@ def read_location(text: str) -> Location:
                 gap_before = text[lm.end : m.start()]
                 if (
                     lm.start >= m.end()
-                    and re.fullmatch(r"\s*(?:segments?\s+)?(?:of|in)\s+(?:the\s+)?", gap_after)
+                    and re.fullmatch(
+                        r"\s*(?:segments?\s+)?(?:of|in)\s+(?:the\s+)?(?:left\s+lung\s+)?", gap_after
+                    )
                 ) or (lm.end <= m.start() and re.fullmatch(r"\s*(?:(?:superior|inferior)\s+)?", gap_before)):
                     lm.lingula_parent = True
 

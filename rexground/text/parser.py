@@ -106,21 +106,25 @@ def _is_plural(text: str, hit: _Hit) -> bool:
 
 
 def _multiplicity(text: str, decisive: _Hit | None, category: str, places: int) -> str:
-    """Count words first ('a few', 'multiple', 'one'); else diffuse for a non-focal category; else the
-    grammatical number of the finding noun, or several places named ('in both lungs')."""
+    """Count words first: anywhere for diffuse ones ('innumerable', 'throughout'); before the finding noun for
+    the others ('a few nodules', 'one calcified nodule'; not 'nodules with a diameter of 3 mm'); after it only
+    a count ('nodules (two)') or 'largest'. Else diffuse for a non-focal category; else the grammatical number
+    of the finding noun, or several places named ('in both lungs')."""
     if vocab.DIFFUSE_CUES.search(text):
         return "diffuse"
-    cues = []
-    for pattern, label in (
-        (vocab.FEW_CUES, "few"),
-        (vocab.MULTIPLE_CUES, "multiple"),
-        (vocab.SINGLE_CUES, "single"),
+    head_end = decisive.end if decisive is not None else len(text)
+    patterns = ((vocab.FEW_CUES, "few"), (vocab.MULTIPLE_CUES, "multiple"), (vocab.SINGLE_CUES, "single"))
+    for part, allowed in (
+        (text[:head_end], ("few", "multiple", "single")),
+        (text[head_end:], ("few", "multiple")),
     ):
-        m = pattern.search(text)
-        if m:
-            cues.append((m.start(), label))
-    if cues:
-        return min(cues)[1]
+        cues = []
+        for pattern, label in patterns:
+            m = pattern.search(part)
+            if m and label in allowed:
+                cues.append((m.start(), label))
+        if cues:
+            return min(cues)[1]
     plural = decisive is not None and _is_plural(text, decisive)
     if category.startswith("1"):
         return "single" if vocab.FOCAL_CUE.search(text) and not plural else "diffuse"

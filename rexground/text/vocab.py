@@ -86,7 +86,7 @@ W = r"(?:[a-z]+ )"  # one word and its space, for "up to n words between" gaps
 # fmt: off
 CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     # 1a bronchial wall thickening
-    (r"(?:peri)?bronch(?:ial|iolar)? (?:wall )?thicken\w*", "1a", 3),
+    (r"(?:peri)?bronch(?:ial|iolar)? (?:wall |interstitial )?thicken\w*", "1a", 3),
     (r"thicken\w* (?:of the )?(?:peri)?bronch\w* ?(?:walls?)?", "1a", 3),
     (r"peribronchial cuffing", "1a", 3),
     (r"bronchial wall (?:thickness|prominence)", "1a", 3),
