@@ -67,6 +67,9 @@ def test_british_and_hyphenated_spellings_read_the_same():
     assert a.category == b.category == c.category == "2c"
     assert a.lobes == b.lobes == c.lobes == ("RLL",)
     assert parse_finding("Localised oedema-like haziness in the left lung").side == "left"
+    assert parse_finding("Sub-pleural honey-comb cysts at the bi-basilar lungs").category == "2f"
+    q = parse_finding("Peri-hilar non-calcified sub-centimetre nodule")
+    assert (q.category, q.zones, q.size_mm, q.size_is_upper_bound) == ("2d", ("perihilar",), 10.0, True)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,9 @@ _SPELLING: tuple[tuple[str, str], ...] = (
     (r"millimetre", "millimeter"),
     (r"fibre", "fiber"),
     (r"grey", "gray"),
+    (r"\bcentre", "center"),
+    (r"\bhoney comb", "honeycomb"),
+    (r"\bsub pleural", "subpleural"),
     (r"\blocalis", "localiz"),
     (r"\bcharacteris", "characteriz"),
     (r"\borganis", "organiz"),
@@ -63,6 +66,12 @@ def normalise(text: str) -> str:
     s = re.sub(r"(\d),(\d)(?=\s*(?:mm|cm)\b)", r"\1.\2", s)
     s = re.sub(r"(\d)\s*[x*]\s*(?=\d)", r"\1 x ", s)
     s = re.sub(r"(\d)(mm|cm|millimet\w*|centimet\w*)\b", r"\1 \2", s)
+    # a hyphenated prefix joins its word ("sub-pleural", "peri-hilar", "bi-basilar", "non-calcified")
+    s = re.sub(
+        r"\b(sub|peri|para|centri|juxta|intra|inter|infra|supra|non|micro|bi|pan|multi|mid|honey)-(?=[a-z])",
+        r"\1",
+        s,
+    )
     # ranges "2-3" keep their hyphen; every other hyphen or slash between word characters becomes a space
     s = re.sub(r"(?<=[a-z])\s*[-/]\s*(?=[a-z])", " ", s)
     s = re.sub(r"(?<=[a-z])-(?=\d)|(?<=\d)-(?=[a-z])", " ", s)
@@ -158,7 +167,7 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     (r"hydrothora\w*|hemothora\w*|empyema|fibrothora\w*|pleural plaques?", "2e", 3),
     (r"pleural|pleura", "2e", 1),
     # 2f honeycombing
-    (r"honeycomb\w*", "2f", 3),
+    (r"honeycomb\w*(?: (?:cysts?|pattern|changes?|appearance|lung))?", "2f", 3),
     # 2g pneumothorax
     (r"(?:hydro)?pneumothora\w*", "2g", 3),
     # 2h other focal
