@@ -1,0 +1,151 @@
+"""Morphology in millimetres on anisotropic grids, built on exact Euclidean distance transforms.
+
+Dilation by a ball of radius r is ``distance_to_mask <= r``; that is exact for any spacing and costs one
+EDT whatever r is, where a structuring element would grow with r cubed. Per-slice (axial, 2D) variants run a 2D
+EDT on every slice, and everything is cropped to the bounding box that can change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+_FAR = np.float32(np.inf)
+
+
+def _bbox(mask: np.ndarray, margin: tuple[int, int, int]) -> tuple[slice, slice, slice] | None:
+    """Bounding box of ``mask`` grown by ``margin`` voxels per axis and clipped to the array."""
+    if not mask.any():
+        return None
+    out = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        out.append(slice(max(0, idx[0] - margin[axis]), min(mask.shape[axis], idx[-1] + 1 + margin[axis])))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _edt(background_is_zero: np.ndarray, spacing, per_slice: bool) -> np.ndarray:
+    """EDT of the non-zero voxels to the nearest zero voxel; per axial slice when asked (a loop of 2D EDTs
+    is about three times faster than one 3D EDT with an infinite z spacing)."""
+    if not per_slice:
+        return ndimage.distance_transform_edt(background_is_zero, sampling=spacing).astype(np.float32)
+    out = np.full(background_is_zero.shape, _FAR, dtype=np.float32)
+    for z in range(background_is_zero.shape[0]):
+        sl = background_is_zero[z]
+        if sl.all():
+            continue  # no zero voxel in this slice: infinitely far
+        if not sl.any():
+            out[z] = 0.0
+            continue
+        out[z] = ndimage.distance_transform_edt(sl, sampling=spacing[1:])
+    return out
+
+
+def distance_to(
+    mask: np.ndarray, spacing, per_slice: bool = False, max_mm: float | None = None
+) -> np.ndarray:
+    """Distance in mm from every voxel to the nearest True voxel of ``mask`` (inf where none is found).
+    With ``max_mm`` only the box within that distance of the mask is computed; farther voxels read inf."""
+    mask = np.asarray(mask, dtype=bool)
+    out = np.full(mask.shape, _FAR, dtype=np.float32)
+    if max_mm is None:
+        box = _bbox(mask, (mask.shape[0], mask.shape[1], mask.shape[2]))
+    else:
+        margin = tuple(int(np.ceil(max_mm / s)) + 1 for s in spacing)
+        box = _bbox(mask, (0 if per_slice else margin[0], margin[1], margin[2]))
+    if box is None:
+        return out
+    out[box] = _edt(~mask[box], spacing, per_slice)
+    return out
+
+
+def distance_inside(mask: np.ndarray, spacing, per_slice: bool = False) -> np.ndarray:
+    """Distance in mm from every True voxel to the nearest False voxel (0 outside the mask). The array border
+    counts as outside, so a mask cut by the scan's end still has a boundary there."""
+    mask = np.asarray(mask, dtype=bool)
+    out = np.zeros(mask.shape, dtype=np.float32)
+    box = _bbox(mask, (1, 1, 1))
+    if box is None:
+        return out
+    sub = np.pad(mask[box], 1, constant_values=False)
+    out[box] = _edt(sub, spacing, per_slice)[1:-1, 1:-1, 1:-1]
+    return out
+
+
+def dilate(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) -> np.ndarray:
+    if radius_mm <= 0:
+        return np.asarray(mask, dtype=bool).copy()
+    return distance_to(mask, spacing, per_slice, max_mm=radius_mm) <= radius_mm
+
+
+def erode(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) -> np.ndarray:
+    if radius_mm <= 0:
+        return np.asarray(mask, dtype=bool).copy()
+    return distance_inside(mask, spacing, per_slice) > radius_mm
+
+
+def close(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) -> np.ndarray:
+    """Closing; the mask is padded by the radius so that structures at the array border are not eroded."""
+    mask = np.asarray(mask, dtype=bool)
+    pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing]
+    if per_slice:
+        pad[0] = 0
+    padded = np.pad(mask, [(p, p) for p in pad])
+    grown = dilate(padded, radius_mm, spacing, per_slice)
+    shrunk = distance_inside(grown, spacing, per_slice) > radius_mm
+    return shrunk[pad[0] : pad[0] + mask.shape[0], pad[1] : pad[1] + mask.shape[1], pad[2] : pad[2] + mask.shape[2]]
+
+
+def open_(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) -> np.ndarray:
+    return dilate(erode(mask, radius_mm, spacing, per_slice), radius_mm, spacing, per_slice)
+
+
+def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """Fill holes in every axial slice (2D), which closes lungs and body around dense structures."""
+    mask = np.asarray(mask, dtype=bool)
+    out = np.empty_like(mask)
+    for z in range(mask.shape[0]):
+        out[z] = ndimage.binary_fill_holes(mask[z]) if mask[z].any() else False
+    return out
+
+
+def largest_components(mask: np.ndarray, keep: int = 1, structure=None) -> np.ndarray:
+    """The ``keep`` largest connected components of ``mask`` (6-connected by default)."""
+    labels, n = ndimage.label(mask, structure=structure)
+    if n == 0:
+        return np.zeros(mask.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    order = np.argsort(-sizes)[:keep]
+    return np.isin(labels, order[sizes[order] > 0])
+
+
+def component_sizes(labels: np.ndarray, n: int) -> np.ndarray:
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    return sizes
+
+
+def convex_hull_per_slice(mask: np.ndarray) -> np.ndarray:
+    """Fill the 2D convex hull of ``mask`` in every axial slice (pixel centres inside or on the hull)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    mask = np.asarray(mask, dtype=bool)
+    out = np.zeros_like(mask)
+    for z in np.flatnonzero(mask.any(axis=(1, 2))):
+        edge = mask[z] & ~ndimage.binary_erosion(mask[z])  # only the outline can be a hull vertex
+        ys, xs = np.nonzero(edge)
+        y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
+        # hull of the pixel squares' corners, so a one-pixel-wide mask still has an area
+        pts = np.concatenate([np.stack([ys + dy, xs + dx], axis=1) for dy in (-0.5, 0.5) for dx in (-0.5, 0.5)])
+        try:
+            hull = ConvexHull(pts)
+        except QhullError:
+            out[z] = mask[z]
+            continue
+        gy, gx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
+        grid = np.stack([gy.ravel(), gx.ravel()], axis=1).astype(np.float64)
+        inside = np.all(grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9, axis=1)
+        out[z, y0 : y1 + 1, x0 : x1 + 1] = inside.reshape(gy.shape)
+    return out
