@@ -64,6 +64,8 @@ def test_one_finding_gives_a_3d_mask_with_geometry_and_results(monkeypatch, tmp_
     assert rc == 0
     mask = out / "images" / "finding-segmentation" / "output.mha"
     np.testing.assert_array_equal(read_mask_raw(mask), raw > 100)
+    for written in (mask, out / "results.json"):  # readable by whoever collects /output
+        assert written.stat().st_mode & 0o777 == 0o644
     ct = sitk.ReadImage(str(next((input_dir / "images" / "chest-ct").iterdir())))
     assert sitk.ReadImage(str(mask)).GetDirection() == ct.GetDirection()
     results = json.loads((out / "results.json").read_text())
