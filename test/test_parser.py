@@ -8,6 +8,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rexground.errors import FindingTextError
 from rexground.text import parse_finding
@@ -343,3 +345,30 @@ def test_cli_without_input_is_a_clear_error():
     out = subprocess.run([sys.executable, "-m", "rexground.cli", "parse"], capture_output=True, text=True)
     assert out.returncode == 1
     assert "--jsonl" in out.stderr
+
+
+_SALAD = (
+    "nodule nodules mass ground glass consolidation atelectasis scarring effusion pleural right left both "
+    "lungs lobe lobes upper middle lower lingula lingular segment segments of the in and with no possible "
+    "6 mm 1.2 cm x 5 subcentimeter posterobasal apicoposterior superior inferior basal apical RUL LLL , ; ("
+)
+_WORDS = _SALAD.split()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=30))
+def test_any_word_salad_of_report_vocabulary_gives_a_valid_query(words):
+    q = parse_finding(" ".join(words))
+    assert q.category == "unknown" or q.category in CATEGORY_CODES
+    assert (q.category == "unknown") == (q.category_confidence == 0.0)
+    assert q.size_mm is None or q.size_mm > 0
+    assert len(set(q.lobes)) == len(q.lobes)
+    if q.lobes and q.side == "unspecified":
+        assert {"RLL", "LLL"} <= set(q.lobes) or {"RUL", "LUL"} <= set(q.lobes)  # only an unsided lobe pair
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=200).filter(lambda t: t.strip()))
+def test_arbitrary_unicode_never_crashes(text):
+    q = parse_finding(text)
+    assert q.text == text
