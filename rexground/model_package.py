@@ -22,6 +22,9 @@ from rexground.errors import ModelPackageError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# Files a package folder may hold that are not part of the package (not hashed, kept across re-exports):
+# the repository's ``model/`` folder documents itself and keeps the large files out of git.
+UNPACKAGED_FILES = ("README.md", ".gitignore")
 # Channel 0 of the network input is always the normalised CT; further channels are anatomy priors.
 CT_CHANNEL = "ct"
 
@@ -102,8 +105,12 @@ class Manifest(_Frozen):
     threshold: float = Field(0.5, gt=0.0, lt=1.0)  # on sigmoid(logit)
     step_fraction: float = Field(0.5, gt=0.0, le=1.0)
     text_embedding_dim: int = Field(gt=0)
-    query_feature_dim: int = Field(ge=0)
+    # "sentence-encoder": the ONNX encoder in ``text_encoder``; "hashing-test": the test-only hashing
+    # embedder of ``rexground.train.text_inputs`` (no files; packages of smoke-test runs only).
+    text_embedder: Literal["sentence-encoder", "hashing-test"] = "sentence-encoder"
     text_encoder: TextEncoderFiles | None
+    query_feature_dim: int = Field(ge=0)
+    query_feature_version: int = Field(ge=0)  # rexground.text.features.QUERY_FEATURE_VERSION at training
     graphs: dict[str, GraphPair]  # precision variant ("fp32", "fp16") -> graphs
     files: dict[str, str]  # package-relative POSIX path -> sha256 hex, every file but the manifest
     parity: dict[str, Parity] = {}
@@ -131,6 +138,10 @@ class Manifest(_Frozen):
             raise ValueError("graphs must contain the 'fp32' variant")
         listed = set(self.files)
         needed = {g for pair in self.graphs.values() for g in (pair.encoder, pair.decoder)}
+        if (self.text_embedder == "sentence-encoder") != (self.text_encoder is not None):
+            raise ValueError(
+                "text_encoder files are required for, and only for, text_embedder 'sentence-encoder'"
+            )
         if self.text_encoder is not None:
             needed |= set(self.text_encoder.relative_files())
             if self.text_encoder.embedding_dim != self.text_embedding_dim:
@@ -194,13 +205,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def hash_files(root: Path, relative_paths: list[str] | None = None) -> dict[str, str]:
-    """sha256 of the given files (default: every file under ``root`` except the manifest), sorted."""
+    """sha256 of the given files (default: every file under ``root`` but the manifest and
+    ``UNPACKAGED_FILES``), sorted by path."""
     root = Path(root)
     if relative_paths is None:
+        skip = {MANIFEST_NAME, *UNPACKAGED_FILES}
         relative_paths = [
             p.relative_to(root).as_posix()
             for p in root.rglob("*")
-            if p.is_file() and p.relative_to(root).as_posix() != MANIFEST_NAME
+            if p.is_file() and p.relative_to(root).as_posix() not in skip
         ]
     return {rel: sha256_file(root / rel) for rel in sorted(relative_paths)}
 

@@ -145,3 +145,11 @@ def test_hash_files_skips_the_manifest_and_uses_posix_paths(package_dir):
     assert MANIFEST_NAME not in hashes
     assert "text_encoder/tokenizer.json" in hashes
     assert list(hashes) == sorted(hashes)
+
+
+def test_readme_and_gitignore_are_not_part_of_the_package(package_dir):
+    (package_dir / "README.md").write_text("# model\n")
+    (package_dir / ".gitignore").write_text("*\n")
+    assert "README.md" not in hash_files(package_dir) and ".gitignore" not in hash_files(package_dir)
+    (package_dir / "README.md").write_text("# edited\n")  # editing the docs never breaks the package
+    assert load_package(package_dir).manifest.files.keys() == {"encoder.fp32.onnx", "decoder.fp32.onnx"}

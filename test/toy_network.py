@@ -128,7 +128,9 @@ def write_toy_package(
         threshold=threshold,
         text_embedding_dim=TEXT_DIM,
         query_feature_dim=QUERY_DIM,
+        text_embedder="hashing-test",
         text_encoder=None,
+        query_feature_version=1,
         graphs={
             "fp32": GraphPair(
                 encoder="encoder.fp32.onnx", decoder="decoder.fp32.onnx", encoder_outputs=("skip0", "skip1")

@@ -413,7 +413,19 @@ def create_backend(
     return choice
 
 
+def _preload_cuda_libraries() -> None:
+    """onnxruntime-gpu finds the CUDA and cuDNN libraries of the nvidia-* wheels only once preloaded."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # missing wheels: the provider then fails to load and we fall back
+            log.debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
 def _create(package, device, variant, batch_size, threads, *, io_binding) -> BackendChoice:
+    if device == "cuda":
+        _preload_cuda_libraries()
     usable = package.variants_usable()
     if variant is None:
         variant = "fp16" if device == "cuda" and "fp16" in usable else "fp32"

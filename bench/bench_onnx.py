@@ -1,0 +1,228 @@
+"""Speed and memory of the ONNX inference path on this machine's CPU; prints a table.
+
+1. Tiles: the same tile batches and the same weights through torch eager and onnxruntime (CPU provider),
+   encoder + one decoder pass; median over repetitions, interleaved so machine load hits both alike.
+   Target: onnxruntime at least 1.3x faster.
+2. Findings: one phantom scan through the NetworkEngine with one finding and with three. The encoder runs
+   once per tile whatever the number of findings. Target: three findings cost at most 1.6x one.
+3. Memory: a 512x512xN (default 600) int16 CT with -2048 padding through the engine (three findings) in a
+   fresh process; peak resident memory (ru_maxrss, imports included). Target: at most 6 GB.
+
+The network is GroundingNet with random weights (speed does not depend on training), exported to a
+package in a temporary folder. Run: ``python bench/bench_onnx.py`` (add ``--quick`` for a short run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+FINDINGS = [
+    "Solid nodule in the right upper lobe measuring 8 mm.",
+    "Patchy ground-glass opacity in the left lower lobe.",
+    "Small left pleural effusion.",
+]
+
+
+def phantom_ct(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float, float, float]):
+    """A chest-like int16 CT in canonical order, built slice by slice (no full-size float temporaries)."""
+    import SimpleITK as sitk
+
+    from rexground.io import CTVolume
+
+    nz, ny, nx = shape_zyx
+    y, x = np.meshgrid(
+        np.linspace(-1, 1, ny, dtype=np.float32), np.linspace(-1, 1, nx, dtype=np.float32), indexing="ij"
+    )
+    fov = (x**2 + y**2) > 1.0
+    body = (y / 0.7) ** 2 + (x / 0.85) ** 2 < 1
+    rng = np.random.default_rng(0)
+    hu = np.empty(shape_zyx, np.int16)
+    for z in range(nz):
+        t = 2 * z / max(nz - 1, 1) - 1
+        lung_r = max(0.0, 1 - t**2) ** 0.5
+        right = ((x + 0.4) / (0.3 * lung_r + 1e-3)) ** 2 + (y / (0.5 * lung_r + 1e-3)) ** 2 < 1
+        left = ((x - 0.4) / (0.3 * lung_r + 1e-3)) ** 2 + (y / (0.5 * lung_r + 1e-3)) ** 2 < 1
+        sl = np.full((ny, nx), -1000, np.int16)
+        sl[body] = 40
+        sl[right | left] = -850
+        sl += rng.integers(-20, 21, size=(ny, nx), dtype=np.int16)
+        sl[fov] = -2048
+        hu[z] = sl
+    image = sitk.GetImageFromArray(hu)  # canonical (z, y, x) with identity direction
+    image.SetSpacing((spacing_zyx[2], spacing_zyx[1], spacing_zyx[0]))
+    return CTVolume.from_image(image)
+
+
+def build_package(out: Path, patch, spacing, preset: str) -> Path:
+    import torch
+
+    from rexground.onnx_export import export_network
+    from rexground.train.config import InputSpec, NetConfig, TrainConfig
+    from rexground.train.network import GroundingNet
+
+    net_cfg = NetConfig.tiny() if preset == "tiny" else NetConfig.real()
+    cfg = TrainConfig(
+        net=net_cfg,
+        input=InputSpec(patch_size_zyx=tuple(patch), spacing_zyx=tuple(spacing), text_encoder="hashing-test"),
+    )
+    torch.manual_seed(0)
+    net = GroundingNet(net_cfg).eval()
+    export_network(net, cfg, out, allow_test_embedder=True, fp16=False, n_parity_scans=1, force=True)
+    return out
+
+
+def bench_tiles(package_dir: Path, preset: str, batch: int, reps: int) -> dict:
+    import torch
+
+    from rexground.infer.onnx_session import Conditions, create_backend
+    from rexground.model_package import load_package
+    from rexground.onnx_export import TorchTileBackend
+    from rexground.train.checkpoint import TrainConfig  # noqa: F401  (config class, torch-free)
+    from rexground.train.config import NetConfig
+    from rexground.train.network import GroundingNet
+
+    pkg = load_package(package_dir)
+    m = pkg.manifest
+    torch.manual_seed(0)
+    net = GroundingNet(NetConfig.tiny() if preset == "tiny" else NetConfig.real()).eval()
+    torch.set_num_threads(os.cpu_count() or 1)
+    rng = np.random.default_rng(0)
+    tiles = rng.normal(size=(batch, len(m.input_channels), *m.patch_size)).astype(np.float32)
+    cond = Conditions(rng.normal(size=(1, m.text_embedding_dim)) / 20, rng.random((1, m.query_feature_dim)))
+    torch_b = TorchTileBackend(net)
+    ort_b = create_backend(pkg, "cpu", batch_size=batch).backend
+    for b in (torch_b, ort_b):
+        b.set_conditions(cond)
+    times: dict[str, list[float]] = {"torch": [], "onnx": []}
+    worst = 0.0
+    for rep in range(reps + 1):  # the first round warms both up and is not counted
+        outs = {}
+        for name, b in (
+            (("torch", torch_b), ("onnx", ort_b)) if rep % 2 == 0 else (("onnx", ort_b), ("torch", torch_b))
+        ):
+            t0 = time.perf_counter()
+            feats = b.encode(tiles)
+            outs[name] = np.asarray(b.decode(feats, 0), dtype=np.float32)
+            if rep:
+                times[name].append(time.perf_counter() - t0)
+        worst = max(worst, float(np.abs(outs["torch"] - outs["onnx"]).max()))
+    t_torch, t_onnx = statistics.median(times["torch"]), statistics.median(times["onnx"])
+    return {"torch_s": t_torch, "onnx_s": t_onnx, "speedup": t_torch / t_onnx, "max_abs_diff": worst}
+
+
+def bench_findings(package_dir: Path, shape, spacing, reps: int) -> dict:
+    from rexground.engines.network import NetworkEngine
+
+    ct = phantom_ct(shape, spacing)
+    engine = NetworkEngine(package_dir, device="cpu")
+    engine.predict(ct, FINDINGS[:1])  # warm-up: sessions, thread pools, page cache
+    t1, t3 = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        engine.predict(ct, FINDINGS[:1])
+        t1.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        engine.predict(ct, FINDINGS)
+        t3.append(time.perf_counter() - t0)
+    a, b = min(t1), min(t3)
+    return {"one_s": a, "three_s": b, "ratio": b / a}
+
+
+def memory_child(package_dir: str, slices: int) -> None:
+    """Run in a fresh process: peak RSS of reading a 512x512xN CT and grounding three findings."""
+    from rexground.engines.network import NetworkEngine
+
+    engine = NetworkEngine(package_dir, device="cpu")
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ct = phantom_ct((slices, 512, 512), (1.0, 0.7, 0.7))
+    t0 = time.perf_counter()
+    preds = engine.predict(ct, FINDINGS)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_kb": peak, "after_imports_kb": base, "seconds": seconds,
+                      "voxels": [int(p.mask.sum()) for p in preds], "shape": list(ct.shape)}))  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--preset", choices=("tiny", "real"), default="tiny", help="network size (random weights)"
+    )
+    ap.add_argument("--patch", type=int, nargs=3, default=(32, 48, 48), help="patch (z y x) voxels")
+    ap.add_argument(
+        "--spacing", type=float, nargs=3, default=(3.0, 3.0, 3.0), help="model spacing (z y x) mm"
+    )
+    ap.add_argument("--batch", type=int, default=2, help="tiles per batch")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument(
+        "--scan", type=int, nargs=3, default=(300, 512, 512), help="findings-test scan shape (z y x)"
+    )
+    ap.add_argument("--slices", type=int, default=600, help="slices of the 512x512 memory-test CT")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions and a smaller findings scan")
+    ap.add_argument("--memory-child", nargs=2, metavar=("PACKAGE", "SLICES"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child[0], int(args.memory_child[1]))
+        return 0
+    if args.quick:
+        args.reps, args.scan = 3, (160, 384, 384)
+
+    with tempfile.TemporaryDirectory(prefix="bench_onnx_") as tmp:
+        t0 = time.perf_counter()
+        pkg = build_package(Path(tmp) / "model", args.patch, args.spacing, args.preset)
+        export_s = time.perf_counter() - t0
+        tiles = bench_tiles(pkg, args.preset, args.batch, args.reps)
+        findings = bench_findings(pkg, tuple(args.scan), (1.0, 0.7, 0.7), max(1, args.reps // 2))
+        memory = None
+        if not args.skip_memory:
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", str(pkg), str(args.slices)],
+                check=True, capture_output=True, text=True, cwd=REPO,
+            )  # fmt: skip
+            memory = json.loads(out.stdout.strip().splitlines()[-1])
+
+    import onnxruntime as ort
+    import torch
+
+    print(f"\nbench_onnx: {args.preset} GroundingNet (random weights), patch {tuple(args.patch)} at "
+          f"{tuple(args.spacing)} mm, batch {args.batch}; {os.cpu_count()} CPU cores, load average "
+          f"{os.getloadavg()[0]:.1f}; onnxruntime {ort.__version__}, torch {torch.__version__}; "
+          f"export + parity {export_s:.1f} s")  # fmt: skip
+    rows = [
+        ("tile batch, torch eager (enc + 1 dec)", f"{tiles['torch_s'] * 1000:.1f} ms", ""),
+        ("tile batch, onnxruntime CPU (enc + 1 dec)", f"{tiles['onnx_s'] * 1000:.1f} ms", ""),
+        ("onnxruntime speed-up over torch", f"{tiles['speedup']:.2f}x", "PASS" if tiles["speedup"] >= 1.3 else "FAIL (>= 1.3x)"),
+        ("max |logit torch - onnx|", f"{tiles['max_abs_diff']:.2e}", ""),
+        (f"scan {tuple(args.scan)}, 1 finding", f"{findings['one_s']:.2f} s", ""),
+        (f"scan {tuple(args.scan)}, 3 findings", f"{findings['three_s']:.2f} s", ""),
+        ("3 findings / 1 finding", f"{findings['ratio']:.2f}x", "PASS" if findings["ratio"] <= 1.6 else "FAIL (<= 1.6x)"),
+    ]  # fmt: skip
+    if memory is not None:
+        gb = memory["peak_kb"] / 1024**2
+        rows += [
+            (f"CT {tuple(memory['shape'])}, 3 findings, CPU: time", f"{memory['seconds']:.1f} s", ""),
+            ("  peak RSS (after imports alone)", f"{gb:.2f} GB ({memory['after_imports_kb'] / 1024**2:.2f} GB)",
+             "PASS" if gb <= 6.0 else "FAIL (<= 6 GB)"),
+        ]  # fmt: skip
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>22}  verdict")
+    for name, value, verdict in rows:
+        print(f"{name:<{width}}  {value:>22}  {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
