@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--no-fp16", action="store_true", help="skip the fp16 variant")
     parser.add_argument("--parity-scans", type=int, default=2, help="phantom scans run end to end for parity")
+    parser.add_argument(
+        "--parity-phantoms", choices=("synth", "builtin"), default="synth",
+        help="phantoms for the whole-scan parity: rexground.synth cases (realistic, slower) or small "
+        "built-in ones about 1.5 patches wide (fast)",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
 
 
@@ -34,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = export_run(
         args.run, args.out, which=args.checkpoint, text_encoder_dir=args.text_encoder,
         allow_test_embedder=args.allow_test_embedder, fp16=not args.no_fp16,
-        n_parity_scans=args.parity_scans, force=args.force,
+        n_parity_scans=args.parity_scans, parity_phantoms=args.parity_phantoms, force=args.force,
     )  # fmt: skip
     print(f"model package written to {args.out}")
     print(

@@ -33,7 +33,7 @@ from torch import nn
 from rexground.errors import RexgroundError
 from rexground.infer.onnx_session import Conditions, CpuOrtBackend, make_session
 from rexground.infer.predictor import run_network
-from rexground.infer.preprocess import to_crop_grid
+from rexground.infer.preprocess import prepare, to_crop_grid
 from rexground.infer.sliding_window import HostAccumulator, Shape3
 from rexground.model_package import (
     CT_CHANNEL,
@@ -240,6 +240,17 @@ class ParityScan:
     findings: list[str]
 
 
+def synth_scans(n: int, seed: int = 0) -> list[ParityScan]:
+    """Phantoms of ``rexground.synth`` (anatomy, all finding categories, their own report sentences)."""
+    from rexground.synth import generate_case
+
+    scans = []
+    for i in range(n):
+        case = generate_case(seed + i, "small")
+        scans.append(ParityScan(case.hu, tuple(case.spacing_zyx), [f.text for f in case.findings]))  # type: ignore[arg-type]
+    return scans
+
+
 def phantom_scans(n: int, patch_mm: Sequence[float], seed: int = 0) -> list[ParityScan]:
     """Small chest-like phantoms: air with -2048 padding outside a round field of view, a body of soft tissue,
     two lungs, a nodule, a ground-glass patch and dependent fluid; about 1.5 patches wide per axis so the
@@ -339,9 +350,8 @@ def check_parity(
             mismatched += int(np.count_nonzero(a != b))
             union += int(np.count_nonzero(a | b))
             findings += 1
+        worst = max(worst, float(np.abs(results[0].logits - results[1].logits).max()))
         # Tiles cut from the scan's network input: real intensities, the encoder's usual range.
-        from rexground.infer.preprocess import prepare
-
         prepared = prepare(
             scan.hu, scan.spacing_zyx, target_spacing=m.target_spacing, norm=m.normalisation, crop=m.crop,
             channels=m.input_channels[:1],
@@ -431,6 +441,7 @@ def export_network(
     fp16: bool = True,
     parity_scans: Sequence[ParityScan] | None = None,
     n_parity_scans: int = 1,
+    parity_phantoms: str = "builtin",
     force: bool = False,
     source: dict[str, str] | None = None,
 ) -> Manifest:

@@ -171,7 +171,7 @@ def test_cli_exports_a_training_run_folder(tmp_path, capsys):
         {"model": tiny_net(1).state_dict(), "config": cfg.model_dump(mode="json"), "step": 7},
     )
     rc = cli_main(["export", "--run", str(run), "--out", str(tmp_path / "model"), "--allow-test-embedder",
-                   "--no-fp16", "--parity-scans", "1"])  # fmt: skip
+                   "--no-fp16", "--parity-scans", "1", "--parity-phantoms", "builtin"])  # fmt: skip
     assert rc == 0
     printed = capsys.readouterr().out
     assert "fp32" in printed and "True" in printed
