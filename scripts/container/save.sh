@@ -42,7 +42,7 @@ if [ -n "$MODEL" ]; then
   model_file="$OUT/model.tar.gz"
   TMP_FILES+=("$model_file.partial")
   # The package's files at the archive root: the platform extracts it to /opt/ml/model/.
-  tar -C "$MODEL" -czf "$model_file.partial" .
+  tar -C "$MODEL" --exclude ./README.md --exclude ./.gitignore -czf "$model_file.partial" .
   mv "$model_file.partial" "$model_file"
   echo "model package: $model_file ($(du -h "$model_file" | cut -f1))"
 fi
