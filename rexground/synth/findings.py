@@ -132,10 +132,27 @@ class Painter:
         return ok
 
     def sample_points(self, loc: Location, n: int, min_dist: float = 0.0, extra=None) -> np.ndarray:
-        """Up to ``n`` voxel-centre points (mm) inside ``loc`` and not taken, at least ``min_dist`` apart."""
+        """Up to ``n`` voxel-centre points (mm) inside ``loc`` and not taken, at least ``min_dist`` apart.
+
+        A location naming several places ("both lower lobes", "bilaterally") gets one point in each place
+        first, so that the sentence is true of the drawn lesions."""
+        chosen: list[np.ndarray] = []
+        groups = cover_groups(loc)
+        if len(groups) > 1:
+            for group in groups:
+                sub = Location(group, loc.segment, loc.zones, "lobe")
+                chosen += list(self._sample(sub, 1, min_dist, extra, chosen))
+        chosen += list(self._sample(loc, n - len(chosen), min_dist, extra, chosen))
+        return np.array(chosen).reshape(-1, 3)
+
+    def _sample(
+        self, loc: Location, n: int, min_dist: float, extra, avoid: list[np.ndarray]
+    ) -> list[np.ndarray]:
         want = loc.labels
         seg = SEGMENT_LABEL[loc.segment] if loc.segment else 0
         chosen: list[np.ndarray] = []
+        if n <= 0:
+            return chosen
         for _ in range(30):
             idx = self.rng.integers(self.lung_lo, self.lung_hi, size=(4000, 3))
             t = tuple(idx.T)
@@ -150,11 +167,42 @@ class Painter:
             if extra is not None:
                 keep &= extra(mm)
             for p in mm[keep]:
-                if all(np.linalg.norm(p - q) >= min_dist for q in chosen):
+                if all(np.linalg.norm(p - q) >= min_dist for q in chosen + avoid):
                     chosen.append(p)
                     if len(chosen) >= n:
-                        return np.array(chosen)
-        return np.array(chosen).reshape(-1, 3)
+                        return chosen
+        return chosen
+
+    def fit_fraction(self, center: np.ndarray, radius: float, loc: Location) -> float:
+        """Share of a ball's voxels that the location allows (not taken, in its lobes)."""
+        box = self.box_around(center, radius)
+        if box is None:
+            return 0.0
+        Z, Y, X = self.coords(box)
+        ball = (Z - center[0]) ** 2 + (Y - center[1]) ** 2 + (X - center[2]) ** 2 <= radius * radius
+        n = int(ball.sum())
+        if n == 0:
+            return 1.0
+        return float((ball & self.allowed(box, loc)).sum()) / n
+
+    def fit_centre(self, center: np.ndarray, radius: float, loc: Location, tries: int = 12) -> np.ndarray:
+        """``center`` if a ball of ``radius`` fits there, else the best-fitting of a few other points in the
+        same lobe (keeps lesions whole instead of cut by fissures or earlier lesions)."""
+        best, best_fit = center, self.fit_fraction(center, radius, loc)
+        if best_fit >= 0.95:
+            return best
+        idx = np.rint(self.grid.to_index(center[None])[0]).astype(int)
+        lobe = LOBE_NAMES[int(self.lobes[tuple(idx)]) - 1] if self.lobes[tuple(idx)] else None
+        if lobe is None or lobe not in loc.lobes:
+            return best
+        sub = Location((lobe,), loc.segment if loc.segment and loc.segment[0] == lobe else None, loc.zones)
+        for cand in self._sample(sub, tries, 0.0, None, []):
+            fit = self.fit_fraction(cand, radius, loc)
+            if fit > best_fit:
+                best, best_fit = cand, fit
+                if fit >= 0.95:
+                    break
+        return best
 
     def box_around(self, center: np.ndarray, radius: float):
         r = np.full(3, radius + 2 * self.hmax)
@@ -235,6 +283,18 @@ class Painter:
         return box, d <= 1.0
 
 
+def cover_groups(loc: Location) -> list[tuple[str, ...]]:
+    """The places a sentence names separately: each side when bilateral, each named lobe of a lobe list."""
+    if loc.kind == "bilateral":
+        return [
+            tuple(n for n in loc.lobes if n in RIGHT_LOBES),
+            tuple(n for n in loc.lobes if n in LEFT_LOBES),
+        ]
+    if loc.kind in ("lobes", "apical", "basal") and len(loc.names) > 1:
+        return [(n, "lingula") if n == "LUL" and "lingula" in loc.lobes else (n,) for n in loc.names]
+    return [loc.lobes]
+
+
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     return q * np.sign(np.diag(r))
@@ -271,6 +331,7 @@ def draw_nodules(p: Painter, loc: Location, small: bool, count: int | None = Non
         count = 1 if loc.kind in ("segment",) else int(rng.choice([1, 1, 2, 3, 4, 5, 6]))
     if variant == "mass":
         count = 1
+    count = max(count, len(cover_groups(loc)))
     lo_mm = max(4.0, 1.4 * p.hmax) if small else 3.0
     drawn = Drawn(variant=str(variant))
     if variant == "mass":
@@ -282,6 +343,7 @@ def draw_nodules(p: Painter, loc: Location, small: bool, count: int | None = Non
         diam = list(rng.uniform(lo_mm, max(lo_mm + 1.5, top), count))
     centers = p.sample_points(loc, count, min_dist=20.0)
     for c, dm in zip(centers, diam, strict=False):
+        c = p.fit_centre(c, dm / 2, loc)
         radii = np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.75, 1.0)]) * dm / 2
         box, mask = p.ellipsoid(c, radii, lobulation=0.15 if variant == "mass" else 0.06)
         if box is None:
@@ -299,6 +361,7 @@ def draw_nodules(p: Painter, loc: Location, small: bool, count: int | None = Non
 def draw_ggo(p: Painter, loc: Location, small: bool) -> Drawn:
     rng = p.rng
     count = int(rng.choice([1, 1, 2, 3])) if loc.kind in ("segment", "lobe") else int(rng.integers(2, 5))
+    count = max(count, len(cover_groups(loc)))
     variant = str(rng.choice(["patchy", "nodular", "crazy paving"], p=[0.6, 0.25, 0.15]))
     drawn = Drawn(variant=variant)
     for c in p.sample_points(loc, count, min_dist=35.0):
@@ -323,6 +386,7 @@ def draw_consolidation(p: Painter, loc: Location, small: bool) -> Drawn:
     rng = p.rng
     variant = str(rng.choice(["consolidation", "atelectasis"], p=[0.6, 0.4]))
     count = 1 if loc.kind in ("segment", "lobe") else int(rng.integers(2, 4))
+    count = max(count, len(cover_groups(loc)))
     drawn = Drawn(variant=variant)
     extra = None
     if variant == "atelectasis":
@@ -354,6 +418,7 @@ def draw_consolidation(p: Painter, loc: Location, small: bool) -> Drawn:
 def draw_linear(p: Painter, loc: Location, small: bool) -> Drawn:
     rng = p.rng
     count = 1 if loc.kind == "segment" else int(rng.choice([1, 1, 2, 3]))
+    count = max(count, len(cover_groups(loc)))
     variant = str(rng.choice(["linear atelectasis", "scarring", "band"], p=[0.5, 0.35, 0.15]))
     drawn = Drawn(variant=variant)
     thickness = max(2.0, 1.05 * p.hmax)
@@ -450,15 +515,17 @@ def draw_cyst(p: Painter, loc: Location, small: bool) -> Drawn:
     variant = str(rng.choice(["air cyst", "cavity"], p=[0.7, 0.3]))
     drawn = Drawn(variant=variant)
     count = 1 if variant == "cavity" or loc.kind == "segment" else int(rng.choice([1, 1, 2]))
+    count = max(count, len(cover_groups(loc)))
     for c in p.sample_points(loc, count, min_dist=30.0):
         diam = rng.uniform(8, 28) if variant == "air cyst" else rng.uniform(18, 40)
-        diam = max(diam, 3.0 * p.hmax)
+        diam = max(diam, 4.0 * p.hmax if variant == "air cyst" else 6.0 * p.hmax)
+        c = p.fit_centre(c, diam / 2, loc)
         box = p.box_around(c, diam / 2)
         if box is None:
             continue
         Z, Y, X = p.coords(box)
         d = np.sqrt((Z - c[0]) ** 2 + (Y - c[1]) ** 2 + (X - c[2]) ** 2)
-        wall = max(1.0, 0.6 * p.h) if variant == "air cyst" else max(4.0, 1.2 * p.h)
+        wall = max(1.0, 0.35 * p.h) if variant == "air cyst" else max(3.0, 0.8 * p.h)
         allowed = p.allowed(box, loc)
         mask = (d <= diam / 2) & allowed
         value = np.where(d > diam / 2 - wall, rng.uniform(0, 40), AIR + 10).astype(np.float32)

@@ -215,7 +215,7 @@ def _count_word(n: int, rng: np.random.Generator) -> str:
         return _pick(rng, ["Two", "Two", "A couple of"])
     if n == 3:
         return _pick(rng, ["Three", "A few", "Several"])
-    return _pick(rng, ["Multiple", "Several", "Numerous", "Scattered", "A few"])
+    return _pick(rng, ["Multiple", "Several", "Scattered", "A few"])
 
 
 def _sentence(subject: str, where: str, rng: np.random.Generator, tail: str = "") -> str:
