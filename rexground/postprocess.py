@@ -20,10 +20,20 @@ from rexground.components import MAX_COMPONENTS, MIN_COMPONENT_VOXELS, filter_co
 
 
 def _filtered(mask: np.ndarray, min_size: int, max_keep: int) -> np.ndarray:
-    labels, n = filter_components(mask, min_size=min_size, max_keep=max_keep)
-    if n == 0:
-        return np.zeros(mask.shape, dtype=np.uint8)
-    return (labels > 0).astype(np.uint8)
+    """The official filter, run on the bounding box of the mask only (components never leave it, and
+    raster order inside the box is the raster order of the volume, so ties resolve identically)."""
+    out = np.zeros(mask.shape, dtype=np.uint8)
+    nz = [
+        np.flatnonzero(np.asarray(mask).any(axis=tuple(a for a in range(3) if a != axis)))
+        for axis in range(3)
+    ]
+    if any(idx.size == 0 for idx in nz):
+        return out
+    box = tuple(slice(int(idx[0]), int(idx[-1]) + 1) for idx in nz)
+    labels, n = filter_components(mask[box], min_size=min_size, max_keep=max_keep)
+    if n:
+        out[box] = labels > 0
+    return out
 
 
 def _ball_at(shape: tuple[int, ...], centre: np.ndarray, n_voxels: int) -> np.ndarray:

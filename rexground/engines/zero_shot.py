@@ -105,10 +105,7 @@ class ZeroShotEngine:
             info["rule_error"] = f"{type(exc).__name__}: {exc}"
             out = RuleOutput(score=np.zeros(features.shape, np.float32), fallback=region)
         info.update(out.notes)
-        if out.mask_ct is not None:
-            raw = out.mask_ct
-        else:
-            raw = anat.to_ct_grid(out.score >= out.threshold)
+        raw = out.mask_ct if out.mask_ct is not None else anat.to_ct_grid(out.score >= out.threshold)
         fallback_ct = anat.to_ct_grid(np.asarray(out.fallback, bool))
         pp: dict = {}
         mask = postprocess(raw, fallback_region=fallback_ct, info=pp)

@@ -48,6 +48,9 @@ class Features:
         self.hu = np.asarray(anat.hu, dtype=np.float32)
         self.spacing = tuple(float(s) for s in anat.spacing_zyx)
         self.shape = self.hu.shape
+        # In-plane working spacing: the step for "one voxel more" margins. Never the slice spacing, which
+        # can be 5-8 mm and would add whole slices above and below a lesion.
+        self.inplane = float(max(self.spacing[1:]))
         self.ct_hu = ct_hu  # canonical CT grid, as stored (int16 usually); clipped on use
         self.ct_shape = tuple(ct_hu.shape)
         self.ct_spacing = tuple(float(s) for s in ct_spacing)
@@ -211,11 +214,17 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
     return out
 
 
-def soft_prior(ctx: RuleContext, decay_mm: float = 15.0, within: np.ndarray | None = None) -> np.ndarray:
-    """1 inside the named region, decaying as exp(-d / decay) outside it: findings cross lobe borders and
-    the lobe model is approximate, so the place is a strong preference, not a wall."""
+def soft_prior(
+    ctx: RuleContext,
+    decay_mm: float = 15.0,
+    within: np.ndarray | None = None,
+    region: np.ndarray | None = None,
+) -> np.ndarray:
+    """1 inside the named region (``ctx.region`` unless given), decaying as exp(-d / decay) outside it:
+    findings cross lobe borders and the lobe model is approximate, so the place is a strong preference,
+    not a wall."""
     f = ctx.features
-    region = ctx.region
+    region = ctx.region if region is None else np.asarray(region, bool)
     if not region.any():
         prior = np.ones(f.shape, np.float32)
     else:

@@ -46,7 +46,7 @@ def predict(ctx: RuleContext) -> RuleOutput:
     sm = f.smooth(1.0)
     solid = (sm > HU_CONSOLIDATION) & env
     core = ball_opening(solid, _OPEN_MM, f.spacing)
-    grown = solid & dilate_mm(core, _OPEN_MM + max(f.spacing), f.spacing)
+    grown = solid & dilate_mm(core, _OPEN_MM + f.inplane, f.spacing)
     prior = soft_prior(ctx, decay_mm=10.0, within=env)
     dependent = "dependent" in ctx.query.zones or (
         not ctx.region_is_named and any(w in ctx.text for w in ("atelecta", "collapse"))

@@ -23,6 +23,7 @@ from rexground.engines.rules.common import (
     RuleContext,
     RuleOutput,
     ball_opening,
+    bbox_slices,
     ct_box_of,
     dilate_mm,
     soft_prior,
@@ -61,11 +62,14 @@ def _n_wanted(ctx: RuleContext) -> int:
 
 
 def _envelope(ctx: RuleContext) -> np.ndarray:
+    """The lung envelope without the airways and without what the anatomy calls mediastinum (the two
+    may overlap at the hilum; a lung lesion is never the heart or the great vessels)."""
     anat = ctx.anat
     env = np.asarray(anat.lung_envelope, bool)
-    airways = getattr(anat, "airways", None)
-    if airways is not None:
-        env = env & ~np.asarray(airways, bool)
+    for name in ("airways", "mediastinum"):
+        other = getattr(anat, name, None)
+        if other is not None:
+            env = env & ~np.asarray(other, bool)
     return env
 
 
@@ -75,11 +79,11 @@ def predict_mass(ctx: RuleContext) -> RuleOutput:
     diameter = expected_diameter_mm(ctx, True)
     solid = (f.smooth(1.0) > HU_DENSE) & env
     # Vessels are thinner than a ball of this radius; a tumour is not. Kept modest so small masses survive.
-    prior = soft_prior(ctx, decay_mm=15.0, within=env)
+    prior = soft_prior(ctx, decay_mm=15.0, within=env, region=_mass_place(ctx))
     # A smaller lesion than expected ("mass" for a 2 cm lesion) vanishes in the opening: retry narrower.
     for r_open in dict.fromkeys((float(np.clip(0.15 * diameter, 3.0, 8.0)), 3.0)):
         core = ball_opening(solid, r_open, f.spacing)
-        if (core & (prior > 0.5)).any():
+        if (core & (prior > 0.05)).any():
             break
     labels, n = ndimage.label(core, structure=_STRUCT26)
     score = np.zeros(f.shape, np.float32)
@@ -93,10 +97,15 @@ def predict_mass(ctx: RuleContext) -> RuleOutput:
     chosen = [int(idx[order[0]])]
     if ctx.query.multiplicity != "single":
         chosen += [int(idx[i]) for i in order[1 : _n_wanted(ctx)] if support[i] >= 0.25 * best]
-    keep = np.isin(labels, chosen)
-    # Grow back to the solid voxels the opening shaved off (lobulation, spicules), within the envelope.
-    grown = solid & dilate_mm(keep, r_open + max(f.spacing), f.spacing)
-    grown = ndimage.binary_fill_holes(grown) & env if grown.any() else grown
+    grown = np.zeros(f.shape, bool)
+    radii = []
+    for lab in chosen:
+        lesion, r_lesion = _lesion_body(solid, labels == lab, r_open, f.spacing)
+        grown |= lesion
+        radii.append(round(r_lesion, 1))
+    if grown.any():
+        box = bbox_slices(grown, pad=1)
+        grown[box] = ndimage.binary_fill_holes(grown[box]) & env[box]
     score[grown] = 1.0
     # Other candidates keep a weaker score, so a caller that lowers the threshold sees them.
     rel = np.zeros(n + 1, np.float32)
@@ -104,8 +113,55 @@ def predict_mass(ctx: RuleContext) -> RuleOutput:
     others = core & ~grown
     score[others] = 0.4 * rel[labels[others]]
     mask_ct = _refine_solid_at_ct(ctx, grown, env, hu_threshold=HU_DENSE)
-    notes.update(chosen=len(chosen), volume_ml=float(grown.sum() * np.prod(f.spacing) / 1000.0))
+    notes.update(
+        chosen=len(chosen), body_opening_mm=radii, volume_ml=float(grown.sum() * np.prod(f.spacing) / 1000.0)
+    )
     return RuleOutput(score=score, fallback=ctx.region, mask_ct=mask_ct, notes=notes)
+
+
+# A tumour is the thickest solid body of its neighbourhood. Tissue attached to it that is less than this
+# fraction as thick (vessels, bronchial walls, a band of collapsed lung, a bridge to the mediastinum) is
+# another structure, so the lesion is opened at this fraction of its own largest inscribed radius, and
+# grown back by half that radius to recover its lobulated edge.
+_BODY_FRACTION = 0.6
+_REGROW_FRACTION = 0.5
+
+
+def _lesion_body(
+    solid: np.ndarray, candidate: np.ndarray, r_open: float, spacing
+) -> tuple[np.ndarray, float]:
+    """The body of one candidate lesion: an opening scaled to the lesion's own thickness (see above)."""
+    near = solid & dilate_mm(candidate, 2.0 * r_open, spacing)
+    box = bbox_slices(near, pad=1)
+    depth = ndimage.distance_transform_edt(near[box], sampling=spacing)
+    inner = np.where(candidate[box], depth, 0.0)
+    deepest = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    r_body = max(r_open, _BODY_FRACTION * float(inner[deepest]))
+    body = ball_opening(near[box], r_body, spacing)
+    labels, _ = ndimage.label(body, structure=_STRUCT26)
+    # The deepest voxel survives unless the ball at r_open does not fit there (a lesion thinner than
+    # r_open, possible after the narrower retry): then the candidate itself is the body.
+    body = candidate[box] if labels[deepest] == 0 else labels == labels[deepest]
+    out = np.zeros(solid.shape, bool)
+    out[box] = near[box] & dilate_mm(body, _REGROW_FRACTION * r_body, spacing)
+    return out, r_body
+
+
+def _mass_place(ctx: RuleContext) -> np.ndarray:
+    """Where a mass may be: the named lobes OR the named zones ("in the left upper lobe extending to the
+    hilum", "perihilar mass extending into the right lower lobe" name two places a mass spans), not their
+    intersection."""
+    q = ctx.query
+    if not (q.lobes and q.zones):
+        return ctx.region
+    side = q.side if q.side in ("left", "right", "bilateral") else "unspecified"
+    place = np.zeros(ctx.features.shape, bool)
+    for kwargs in ({"lobes": tuple(q.lobes)}, {"zones": tuple(q.zones)}):
+        try:
+            place |= np.asarray(ctx.anat.region(side=side, **kwargs), bool)
+        except (KeyError, ValueError):
+            continue
+    return place if place.any() else ctx.region
 
 
 def _refine_solid_at_ct(
@@ -116,14 +172,16 @@ def _refine_solid_at_ct(
     f = ctx.features
     if not lesion_work.any():
         return None
-    limit = dilate_mm(lesion_work, max(f.spacing), f.spacing) & dilate_mm(
-        env, 0.5 * max(f.spacing), f.spacing
-    )
+    limit = dilate_mm(lesion_work, f.inplane, f.spacing) & dilate_mm(env, f.inplane, f.spacing)
     box = ct_box_of(f, limit, pad_mm=2.0)
     hu = f.ct_crop(box)
     sig = [min(0.7 / s, 1.0) if s < 1.5 else 0.0 for s in f.ct_spacing]
     hu = ndimage.gaussian_filter(hu, sig, mode="nearest")
     crop = (hu > hu_threshold) & work_to_ct_crop(f, limit, box)
+    # Cut vessels and spicules thinner than 3 mm where they leave the lesion, keeping its body.
+    trimmed = ball_opening(crop, 1.5, f.ct_spacing)
+    if trimmed.any():
+        crop = trimmed
     if not crop.any():
         return None
     crop = ndimage.binary_fill_holes(crop)
@@ -217,7 +275,7 @@ def _segment_nodule_at_ct(ctx: RuleContext, peak_work: np.ndarray, diameter: flo
     grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
     d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, f.ct_spacing, strict=True))
     ball = d2 <= radius**2
-    inside_env = work_to_ct_crop(f, dilate_mm(env, max(f.spacing), f.spacing) if env.any() else env, box)
+    inside_env = work_to_ct_crop(f, dilate_mm(env, f.inplane, f.spacing) if env.any() else env, box)
     solid = (hu > hu_contour) & ball & inside_env
     if not solid.any():
         return None

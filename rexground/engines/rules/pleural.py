@@ -72,7 +72,7 @@ def predict_pneumothorax(ctx: RuleContext) -> RuleOutput:
     if getattr(anat, "airways", None) is not None:
         air &= ~dilate_mm(np.asarray(anat.airways, bool), 3.0, f.spacing)
     # Pockets that reach the outer surface of the pleural space (the chest wall side).
-    outer = f.depth_mm(space | lungs, key="pleural-or-lungs") <= max(6.0, 1.5 * max(f.spacing))
+    outer = f.depth_mm(space | lungs, key="pleural-or-lungs") <= max(6.0, 2.0 * f.inplane)
     min_vox = max(3, int(np.ceil(2000.0 / float(np.prod(f.spacing)))))
     pockets = keep_components(air, min_vox)
     from scipy import ndimage
