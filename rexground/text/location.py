@@ -153,26 +153,23 @@ def _find_lobe_mentions(text: str, context_sides: set[str]) -> list[LobeMention]
         side = pre or ({"two": "both"}.get(post, post) if post else None)
         levels = _levels(m.group("levels"), side)
         lobes: list[str] = []
-        sided = True
+        sided = True  # every item's side known (a mention counts towards the sentence's side only then)
         for item_side, level in levels:
             if item_side is None and level != "middle":
-                sided = False
                 # no side in the phrase: the nearest earlier sided mention, else the sentence's one side,
                 # else a plural "lobes" means both sides, else ambiguous (both candidates, side unknown)
                 earlier = [mm for mm in mentions if mm.sided and mm.lobes]
                 one_side = context_sides - {"bilateral"}
                 if earlier and m.group("noun") == "lobe":
                     item_side = LOBE_SIDE[earlier[-1].lobes[-1]]
-                    sided = True
                 elif "bilateral" in context_sides or len(one_side) == 2:
                     item_side = "both"
-                    sided = True
                 elif len(one_side) == 1:
                     item_side = next(iter(one_side))
-                    sided = True
                 elif m.group("noun") == "lobes" and len(levels) == 1:
                     item_side = "both"  # "the lower lobes": one level, plural, so both sides
-                    sided = True
+                else:
+                    sided = False
             lobes.extend(_lobes_for(item_side, level))
         mentions.append(LobeMention(m.start(), m.end(), lobes, sided))
     return mentions
