@@ -43,14 +43,21 @@ def _has_manifest(model_dir: Path) -> bool:
 
 def _network(model_dir: Path, device: str) -> Engine:
     # Imported here: the zero-shot path must not pay for (or depend on) the network engine's imports.
-    from rexground.model_package import load_package
-
-    load_package(model_dir)  # refuses a package whose manifest, version or hashes do not match
     if device != "cpu":
         _preload_cuda_libraries()
     from rexground.engines.network import NetworkEngine
 
-    return NetworkEngine(model_dir, device)
+    # NetworkEngine loads the package with rexground.model_package.load_package, which refuses a package whose
+    # manifest, version or file hashes do not match (ModelPackageError naming the file).
+    return NetworkEngine(model_dir, device, anatomy_provider=anatomy_channels)
+
+
+def anatomy_channels(ct, names):
+    """The anatomy prior channels a package may ask for, computed as in training (torch-free)."""
+    from rexground.anatomy import compute_anatomy
+    from rexground.train.anatomy_channels import masks_from_anatomy
+
+    return masks_from_anatomy(compute_anatomy(ct), names)
 
 
 def _preload_cuda_libraries() -> None:

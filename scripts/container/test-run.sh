@@ -4,7 +4,8 @@
 # result with test/expected/<case>/ (compare_output.py). With ../shared/data/real-ct/ present, a real CT
 # is run as well and its Dice against the expert contour reported.
 # Each case also runs through inference.py on the host, and the container's mask must match that one.
-# Usage: scripts/container/test-run.sh [--tag NAME] [--memory 8g] [--no-real] [CASE ...]
+# A tiny exported model package is mounted at /opt/ml/model for two more cases (when torch is on the host).
+# Usage: scripts/container/test-run.sh [--tag NAME] [--memory 8g] [--no-real] [--no-model] [CASE ...]
 #   extra run flags (e.g. --gpus all) via RUN_FLAGS="..."
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,12 +15,14 @@ source "$SCRIPT_DIR/common.sh"
 TAG="rexground-algorithm:cpu"
 MEMORY="8g"
 REAL=1
+MODEL=1
 CASES=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tag) TAG="$2"; shift ;;
     --memory) MEMORY="$2"; shift ;;
     --no-real) REAL=0 ;;
+    --no-model) MODEL=0 ;;
     -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     -*) echo "unknown argument: $1" >&2; exit 2 ;;
     *) CASES+=("$1") ;;
@@ -77,6 +80,22 @@ for name in "${CASES[@]}"; do
   run_case "$name" "$REPO_ROOT/test/input/$name" "$expect" "$model"
   N=$((N + 1))
 done
+
+# The model path: a tiny random network exported as a real package (torch on the host), mounted read-only at
+# /opt/ml/model; and a copy with one changed byte, which must be refused. Masks are meaningless but must
+# match the same run outside the container.
+if [ "$MODEL" = 1 ] && "$PYTHON" -c "import torch" 2>/dev/null; then
+  "$PYTHON" "$SCRIPT_DIR/make_model_package.py" "$WORK/model" --broken "$WORK/model-broken" >"$WORK/model.log" 2>&1 \
+    || { cat "$WORK/model.log" >&2; exit 1; }
+  echo '{"exit_code": 0, "n_findings": 1}' >"$WORK/model-expect.json"
+  echo '{"exit_code": 1, "stderr_contains": "does not match manifest.json"}' >"$WORK/model-broken-expect.json"
+  run_case "model-package" "$REPO_ROOT/test/input/phantom-pneumothorax" "$WORK/model-expect.json" "$WORK/model"
+  run_case "model-package-broken" "$REPO_ROOT/test/input/phantom-pneumothorax" "$WORK/model-broken-expect.json" \
+    "$WORK/model-broken"
+  N=$((N + 2))
+elif [ "$MODEL" = 1 ]; then
+  echo "== model-package: skipped (no torch in $PYTHON to export a test package; scripts/setup-env.sh --train)"
+fi
 
 if [ "$REAL" = 1 ] && [ -f "$SHARED/data/real-ct/$REAL_CASE/case.json" ]; then
   real="$SHARED/data/real-ct/$REAL_CASE"
