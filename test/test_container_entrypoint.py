@@ -221,3 +221,39 @@ def test_container_cases_pass_in_process(monkeypatch, tmp_path, capsys, case):
         expect, expect_dir, REPO / "test" / "input" / case, tmp_path / "output", rc, err
     )
     assert all(ok for ok, _ in checks), [text for ok, text in checks if not ok]
+
+
+@pytest.fixture(scope="module")
+def tiny_package(tmp_path_factory):
+    """A tiny random network exported as a real package (the container test's package)."""
+    pytest.importorskip("torch")
+    import make_model_package
+
+    root = tmp_path_factory.mktemp("package")
+    make_model_package.export_tiny(root / "model")
+    make_model_package.break_copy(root / "model", root / "broken")
+    return root / "model", root / "broken"
+
+
+@pytest.mark.slow
+def test_a_mounted_package_runs_the_network_and_a_changed_one_is_refused(
+    monkeypatch, tmp_path, capsys, tiny_package
+):
+    model, broken = tiny_package
+    input_dir, raw = make_case(tmp_path, ["Nodule in the right upper lobe", "Effusion on the left"])
+    module = load_inference(monkeypatch, input_dir, tmp_path / "output", model)
+    assert module.run() == 0
+    results = json.loads((tmp_path / "output" / "results.json").read_text())
+    assert results["engine"] == "network" and str(model) in results["engine_reason"]
+    assert [f["voxels"] > 0 for f in results["findings"]] == [True, True]
+    assert read_mask_raw(tmp_path / "output" / "images" / "finding-segmentation" / "output.mha").shape == (
+        2,
+        *raw.shape,
+    )
+
+    out2 = tmp_path / "output2"
+    out2.mkdir()
+    module = load_inference(monkeypatch, input_dir, out2, broken)
+    assert module.run() == 1
+    assert "does not match manifest.json" in capsys.readouterr().err
+    assert list(out2.iterdir()) == []
