@@ -329,6 +329,8 @@ def draw_nodules(p: Painter, loc: Location, small: bool, count: int | None = Non
     variant = rng.choice(["solid", "solid", "solid", "calcified", "mass"], p=[0.3, 0.3, 0.2, 0.12, 0.08])
     if count is None:
         count = 1 if loc.kind in ("segment",) else int(rng.choice([1, 1, 2, 3, 4, 5, 6]))
+    if variant == "mass" and len(cover_groups(loc)) > 1:
+        variant = "solid"  # one mass cannot be in both lungs
     if variant == "mass":
         count = 1
     count = max(count, len(cover_groups(loc)))

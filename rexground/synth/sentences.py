@@ -205,7 +205,7 @@ def location_phrase(loc: Location, rng: np.random.Generator) -> str:
 def _size(mm: float, rng: np.random.Generator) -> str:
     if mm >= 10 and rng.random() < 0.4:
         return f"{mm / 10:.1f} cm"
-    if rng.random() < 0.2 and mm < 10:
+    if rng.random() < 0.2 and mm < 10 and mm != round(mm):
         return f"{mm:.1f} mm"
     return f"{round(mm):d} mm"
 
@@ -218,14 +218,59 @@ def _count_word(n: int, rng: np.random.Generator) -> str:
     return _pick(rng, ["Multiple", "Several", "Scattered", "A few"])
 
 
-def _sentence(subject: str, where: str, rng: np.random.Generator, tail: str = "") -> str:
-    text = f"{subject} {where}{tail}"
+def location_adjective(loc: Location, rng: np.random.Generator) -> str | None:
+    """The location as a modifier in front of the finding ("Right lower lobe", "RLL superior segment"), for
+    a single lobe or segment; None otherwise."""
+    if loc.zones or loc.kind not in ("lobe", "segment"):
+        return None
+    lobe = loc.names[0]
+    full = rng.random() < 0.7
+    base = "Lingular" if lobe == "lingula" else (LOBE_FULL[lobe].capitalize() if full else lobe)
+    if loc.kind == "segment" and loc.segment:
+        if lobe == "lingula":
+            return f"{loc.segment[1].capitalize()} lingular segment"
+        return f"{base} {_pick(rng, SEGMENT_SPELLINGS.get(loc.segment[1], (loc.segment[1],)))} segment"
+    return base
+
+
+def _sentence(
+    subject: str, where: str, rng: np.random.Generator, tail: str = "", loc: Location | None = None
+) -> str:
+    adjective = location_adjective(loc, rng) if loc is not None and rng.random() < 0.2 else None
+    if (
+        adjective
+        and subject[:1].isalpha()
+        and not subject.startswith(
+            (
+                "Areas",
+                "Area",
+                "Two",
+                "Three",
+                "Several",
+                "A ",
+                "Numerous",
+                "Scattered",
+                "Multiple",
+                "Mild",
+                "Minimal",
+            )
+        )
+    ):
+        first = subject.split(" ", 1)[0]
+        lowered = subject if first.isupper() else subject[0].lower() + subject[1:]
+        text = f"{adjective} {lowered}{tail}"
+    else:
+        text = f"{subject} {where}{tail}"
     return text[0].upper() + text[1:]
 
 
 def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) -> str:
     """The finding sentence for what was drawn."""
     where = location_phrase(loc, rng)
+
+    def say(subject: str, tail: str = "") -> str:
+        return _sentence(subject, where, rng, tail, loc)
+
     n = len(drawn.instances)
     sizes = sorted(drawn.sizes_mm, reverse=True)
     v = drawn.variant
@@ -234,9 +279,7 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
             a = sizes[0]
             b = round(a * rng.uniform(0.7, 0.95))
             size = f"{a / 10:.1f} x {b / 10:.1f} cm" if rng.random() < 0.5 else f"{round(a)} x {b} mm"
-            return _sentence(
-                _pick(rng, ["Mass", "Soft tissue mass", "Pulmonary mass"]), where, rng, f", measuring {size}"
-            )
+            return say(_pick(rng, ["Mass", "Soft tissue mass", "Pulmonary mass"]), f", measuring {size}")
         adj = (
             "calcified "
             if v == "calcified"
@@ -253,22 +296,18 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
             if sizes[0] < 10:
                 forms.append((f"subcentimeter {adj}nodule", ""))
             subject, tail = _pick(rng, forms)
-            return _sentence(subject, where, rng, tail)
+            return say(subject, tail)
         if n == 2 and rng.random() < 0.5:
-            return _sentence(
-                f"Two {adj}nodules", where, rng, f", measuring {round(sizes[1])} mm and {round(sizes[0])} mm"
-            )
+            return say(f"Two {adj}nodules", f", measuring {round(sizes[1])} mm and {round(sizes[0])} mm")
         word = _count_word(n, rng)
         small = "subcentimeter " if sizes[0] < 10 and rng.random() < 0.5 else ""
         tail = _pick(
             rng, [f", largest {_size(sizes[0], rng)}", f", measuring up to {_size(sizes[0], rng)}", ""]
         )
-        return _sentence(
-            f"{word} {small}{adj}{_pick(rng, ['nodules', 'pulmonary nodules'])}", where, rng, tail
-        )
+        return say(f"{word} {small}{adj}{_pick(rng, ['nodules', 'pulmonary nodules'])}", tail)
     if cat == "2c":
         if v == "crazy paving":
-            return _sentence(
+            return say(
                 _pick(
                     rng,
                     [
@@ -277,17 +316,13 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                         "Ground-glass opacities with superimposed septal thickening (crazy paving)",
                     ],
                 ),
-                where,
-                rng,
             )
         if v == "nodular":
             if n == 1:
-                return _sentence("Nodular ground-glass opacity", where, rng, f", {_size(sizes[0], rng)}")
-            return _sentence(
-                _pick(rng, ["Nodular ground-glass opacities", "Nodular ground glass opacities"]), where, rng
-            )
+                return say("Nodular ground-glass opacity", f", {_size(sizes[0], rng)}")
+            return say(_pick(rng, ["Nodular ground-glass opacities", "Nodular ground glass opacities"]))
         if n == 1:
-            return _sentence(
+            return say(
                 _pick(
                     rng,
                     [
@@ -297,10 +332,8 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                         "Area of ground-glass density",
                     ],
                 ),
-                where,
-                rng,
             )
-        return _sentence(
+        return say(
             _pick(
                 rng,
                 [
@@ -310,12 +343,10 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                     "Ground glass densities",
                 ],
             ),
-            where,
-            rng,
         )
     if cat == "2b":
         if v == "atelectasis":
-            return _sentence(
+            return say(
                 _pick(
                     rng,
                     [
@@ -326,11 +357,9 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                         "Dependent atelectasis",
                     ],
                 ),
-                where,
-                rng,
             )
         if drawn.facts.get("air_bronchograms") and rng.random() < 0.6:
-            return _sentence(
+            return say(
                 _pick(
                     rng,
                     [
@@ -338,10 +367,8 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                         "Areas of pneumonic consolidation with air bronchograms",
                     ],
                 ),
-                where,
-                rng,
             )
-        return _sentence(
+        return say(
             _pick(
                 rng,
                 [
@@ -351,12 +378,10 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                     "Parenchymal consolidation",
                 ],
             ),
-            where,
-            rng,
         )
     if cat == "2a":
         if v == "scarring":
-            return _sentence(
+            return say(
                 _pick(
                     rng,
                     [
@@ -366,11 +391,9 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                         "Parenchymal scarring",
                     ],
                 ),
-                where,
-                rng,
             )
         if v == "band":
-            return _sentence(
+            return say(
                 _pick(
                     rng,
                     [
@@ -379,10 +402,8 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                         "Linear opacities",
                     ],
                 ),
-                where,
-                rng,
             )
-        return _sentence(
+        return say(
             _pick(
                 rng,
                 [
@@ -392,8 +413,6 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                     "Linear subsegmental atelectasis",
                 ],
             ),
-            where,
-            rng,
         )
     if cat in ("2e", "2g"):
         side = loc.side
@@ -433,23 +452,19 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
             ],
         )
     if cat == "2f":
-        return _sentence(
+        return say(
             _pick(
                 rng, ["Honeycombing", "Subpleural honeycombing", "Honeycomb changes", "Honeycombing pattern"]
             ),
-            where,
-            rng,
         )
     if cat == "2h":
         if v == "cavity":
-            return _sentence(
+            return say(
                 _pick(rng, ["Cavitary lesion", "Thick-walled cavity", "Cavitating lesion"]),
-                where,
-                rng,
                 f", measuring {_size(sizes[0], rng)}",
             )
         if n == 1:
-            return _sentence(
+            return say(
                 _pick(
                     rng,
                     [
@@ -459,12 +474,10 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                         "Parenchymal air cyst",
                     ],
                 ),
-                where,
-                rng,
             )
-        return _sentence(_pick(rng, ["Air cysts", "Thin-walled air cysts", "Two air cysts"]), where, rng)
+        return say(_pick(rng, ["Air cysts", "Thin-walled air cysts", "Two air cysts"]))
     if cat == "1a":
-        return _sentence(
+        return say(
             _pick(
                 rng,
                 [
@@ -474,11 +487,9 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                     "Mild bronchial wall thickening",
                 ],
             ),
-            where,
-            rng,
         )
     if cat == "1b":
-        return _sentence(
+        return say(
             _pick(
                 rng,
                 [
@@ -489,12 +500,10 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                     "Dilated bronchi (bronchiectasis)",
                 ],
             ),
-            where,
-            rng,
         )
     if cat == "1c":
         if v == "paraseptal":
-            return _sentence(
+            return say(
                 _pick(
                     rng,
                     [
@@ -503,12 +512,10 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                         "Paraseptal emphysematous changes",
                     ],
                 ),
-                where,
-                rng,
             )
         if v == "bullous":
-            return _sentence(_pick(rng, ["Bullous emphysema", "Emphysematous bullae", "Bullae"]), where, rng)
-        return _sentence(
+            return say(_pick(rng, ["Bullous emphysema", "Emphysematous bullae", "Bullae"]))
+        return say(
             _pick(
                 rng,
                 [
@@ -518,11 +525,9 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                     "Centrilobular emphysema",
                 ],
             ),
-            where,
-            rng,
         )
     if cat == "1d":
-        return _sentence(
+        return say(
             _pick(
                 rng,
                 [
@@ -533,18 +538,14 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                     "Subpleural reticulation",
                 ],
             ),
-            where,
-            rng,
         )
     if cat == "1e":
         if v == "tree-in-bud":
-            return _sentence(
+            return say(
                 _pick(rng, ["Tree-in-bud opacities", "Tree-in-bud pattern", "Tree-in-bud nodularity"]),
-                where,
-                rng,
             )
         if v == "calcified":
-            return _sentence(
+            return say(
                 _pick(
                     rng,
                     [
@@ -553,10 +554,8 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                         "Scattered calcified micronodules",
                     ],
                 ),
-                where,
-                rng,
             )
-        return _sentence(
+        return say(
             _pick(
                 rng,
                 [
@@ -566,11 +565,9 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                     "Centrilobular nodular opacities",
                 ],
             ),
-            where,
-            rng,
         )
     if cat == "1f":
-        return _sentence(
+        return say(
             _pick(
                 rng,
                 [
@@ -579,7 +576,5 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
                     "Heterogeneous lung attenuation in a mosaic pattern",
                 ],
             ),
-            where,
-            rng,
         )
     raise ValueError(f"no sentence for category {cat!r}")
