@@ -27,6 +27,7 @@ from rexground.text.query import CATEGORY_CODES, FindingQuery
         ("Interlobular septal thickening at both bases", "1d"),
         ("Reticulation in the subpleural lower zones", "1d"),
         ("Tree-in-bud opacities in the right lower lobe", "1e"),
+        ("Tree-in-bud nodules in the right lower lobe", "1e"),
         ("Centrilobular micronodules throughout both lungs", "1e"),
         ("Mosaic attenuation in both lungs", "1f"),
         ("Plate-like atelectasis at the left base", "2a"),

@@ -116,7 +116,7 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     # 1e micronodules
     (r"micronodul\w*", "1e", 3),
     (r"(?:centrilobular|centriacinar|perilymphatic|miliary|acinar) " + W + r"{0,2}(?:nodul\w*|infiltrat\w*)", "1e", 3),
-    (r"tree in bud", "1e", 3),
+    (r"tree in bud(?: (?:nodul\w*|opacit\w*|pattern|appearance|densit\w*|changes?))?", "1e", 3),
     (r"miliary", "1e", 3),
     (r"(?:innumerable|numerous|countless|myriad|profuse) " + W + r"{0,3}nodul\w*", "1e", 3),
     (r"bronchiolitis", "1e", 2),
