@@ -40,7 +40,9 @@ def test_decode_of_encoded_features_equals_forward():
     x, t, q = _inputs()
     with torch.no_grad():
         feats = net.encode_image(x)
-        assert isinstance(feats, tuple) and len(feats) == len(net.config.features)
+        # full-resolution mask embeddings + the shared decoder features of levels cond_level..bottleneck
+        assert isinstance(feats, tuple) and len(feats) == 1 + len(net.config.features) - net.config.cond_level
+        assert feats[0].shape == (2, net.config.embed_dim, 16, 32, 32)
         out = net.decode(*feats, t, q)
         assert out.shape == (2, 1, 16, 32, 32)
         assert torch.equal(out, net(x, t, q))
@@ -50,7 +52,7 @@ def test_deep_supervision_outputs_only_when_asked_and_at_coarser_scales():
     net = _net().train()
     x, t, q = _inputs(p=3)
     outs = net(x, t, q, prompts_per_image=3, deep_supervision=True)
-    assert [o.shape for o in outs] == [(6, 1, 16, 32, 32), (6, 1, 8, 16, 16), (6, 1, 4, 8, 8)]
+    assert [o.shape for o in outs] == [(6, 1, 16, 32, 32), (6, 1, 4, 8, 8), (6, 1, 2, 4, 4)]
     plain = net(x, t, q, prompts_per_image=3)
     assert isinstance(plain, torch.Tensor) and plain.shape == (6, 1, 16, 32, 32)
     feats = net.encode_image(x)
@@ -84,6 +86,21 @@ def test_encoder_and_decoder_trace_with_a_fixed_patch_shape():
         feats = enc(x)
         dec = torch.export.export(DecoderGraph(net), (*feats, t, q)).module()
         torch.testing.assert_close(dec(*feats, t, q), net(x, t, q))
+
+
+def test_each_further_finding_costs_a_small_fraction_of_the_encoder():
+    # The speed target (3 findings <= 1.6x one) needs the per-finding part to be cheap: count its weights'
+    # multiply-adds per tile through the FLOP counter.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = _net().eval()
+    x, t, q = _inputs(b=1, size=(32, 48, 48))
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as enc_count:
+            feats = net.encode_image(x)
+        with FlopCounterMode(display=False) as dec_count:
+            net.decode(*feats, t, q)
+    assert dec_count.get_total_flops() < 0.1 * enc_count.get_total_flops()
 
 
 def test_real_size_is_between_20_and_60_million_parameters():

@@ -36,13 +36,18 @@ class NetConfig(BaseModel):
     in_channels: int = Field(1, ge=1, description="CT channel + anatomy prior channels")
     features: tuple[int, ...] = (32, 64, 128, 256, 320)
     strides: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
-    encoder_blocks: tuple[int, ...] = (1, 2, 3, 4, 4)
+    encoder_blocks: tuple[int, ...] = (1, 2, 3, 3, 3)
     decoder_blocks: int = Field(1, ge=1)
     text_dim: int = TEXT_EMBEDDING_DIM
     query_dim: int = Field(default_factory=_default_query_dim)
     cond_dim: int = Field(256, ge=8)
     embed_dim: int = Field(32, ge=4, description="width of the per-voxel mask embedding")
-    deep_supervision: int = Field(2, ge=0, description="extra low-resolution heads used in training")
+    cond_level: int = Field(
+        2, ge=1, description="finest level of the per-finding branch (1/2**level resolution)"
+    )
+    deep_supervision: int = Field(
+        2, ge=0, description="extra low-resolution where-map heads used in training"
+    )
     negative_slope: float = 0.01
 
     @model_validator(mode="after")
@@ -57,8 +62,12 @@ class NetConfig(BaseModel):
             )
         if tuple(self.strides[0]) != (1, 1, 1):
             raise ValueError("strides[0] must be (1, 1, 1): stage 0 runs at full patch resolution")
-        if self.deep_supervision > n - 2:
-            raise ValueError(f"deep_supervision must be at most {n - 2} for {n} stages")
+        if self.cond_level > n - 1:
+            raise ValueError(f"cond_level must be at most {n - 1} for {n} stages")
+        if self.deep_supervision > n - self.cond_level:
+            raise ValueError(
+                f"deep_supervision must be at most {n - self.cond_level} (the conditioned levels)"
+            )
         return self
 
     @property
@@ -84,7 +93,7 @@ class NetConfig(BaseModel):
 
     @classmethod
     def real(cls, **overrides) -> NetConfig:
-        """The GPU model (about 47M parameters), nnU-Net ResEnc-like widths and depths."""
+        """The GPU model (about 48M parameters), nnU-Net ResEnc-like widths and depths."""
         return cls(**overrides)
 
 

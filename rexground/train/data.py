@@ -377,7 +377,8 @@ class PatchSampler:
         labels = crop_pad(case.labels, start, self.patch, 0)
         ignore = crop_pad(case.ignore, start, self.patch, 0) if case.ignore is not None else None
         present = [f for f in range(case.n_findings) if labels[f].any()]
-        absent = [f for f in range(case.n_findings) if f not in present]
+        # A finding whose mask is empty everywhere (a labelling gap) is never a prompt: "absent" would be a lie.
+        absent = [f for f in range(case.n_findings) if f not in present and len(case.fg_coords[f])]
 
         pos: list[int] = []
         if centred is not None and centred in present:
@@ -439,3 +440,76 @@ class PatchSampler:
 def _ones_view(case: PreparedCase) -> np.ndarray:
     """A read-only all-ones (Z, Y, X) view without allocating the whole volume (for the padding mask)."""
     return np.broadcast_to(np.ones((1, 1, 1), np.uint8), case.image.shape[1:])
+
+
+# ---- preparation from a ReXGroundingCT-format dataset folder -------------------------------------------
+
+
+def default_ct_root(data_dir: Path) -> Path:
+    """Phantom trees keep their CTs under ``ct_rate/``; otherwise the dataset folder itself is tried."""
+    data_dir = Path(data_dir)
+    return data_dir / "ct_rate" if (data_dir / "ct_rate").is_dir() else data_dir
+
+
+def prepare_split(
+    data_dir: str | Path,
+    split: str,
+    spec: InputSpec,
+    data: DataConfig,
+    cache_root: str | Path,
+    *,
+    ct_root: str | Path | None = None,
+    limit: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+) -> list[Path]:
+    """Prepare (and cache) the scans of ``split``; this rank prepares every ``world_size``-th one. Returns the
+    cache folders of *all* the split's scans (valid once every rank has finished: call a barrier)."""
+    from rexground.dataset import load_dataset, load_entry_masks, resolve_ct
+    from rexground.errors import InputFileError
+    from rexground.io import read_ct
+
+    data_dir = Path(data_dir)
+    dataset_json = data_dir / "dataset.json"
+    if not dataset_json.is_file():
+        raise InputFileError(data_dir, "holds no dataset.json (expected a ReXGroundingCT-format folder)")
+    ct_root = Path(ct_root) if ct_root is not None else default_ct_root(data_dir)
+    entries = list(load_dataset(dataset_json).split(split))[:limit]
+    base = Path(cache_root) / spec_cache_key(spec, data) / split
+    folders = [base / Path(e.name).name.split(".")[0] for e in entries]
+    mine = [(e, f) for i, (e, f) in enumerate(zip(entries, folders, strict=True)) if i % world_size == rank]
+    todo = [(e, f) for e, f in mine if not is_cached(f)]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"prepare {split}", unit="scan")
+    for entry, folder in todo:
+        ct = read_ct(resolve_ct(ct_root, entry.name))
+        masks_raw = load_entry_masks(data_dir / "segmentations", entry)
+        entities = ct.geometry.to_canonical(masks_raw)
+        anatomy = None
+        if spec.anatomy_channels:
+            from rexground.train.anatomy_channels import anatomy_prior_masks
+
+            anatomy = anatomy_prior_masks(ct, spec.anatomy_channels)
+        case = prepare_arrays(
+            name=entry.name,
+            split=split,
+            hu_clipped_zyx=ct.hu_clipped(),
+            spacing_zyx=ct.spacing_zyx,
+            entities_fzyx=entities,
+            texts=list(entry.texts),
+            categories=entry.category_list(),
+            spec=spec,
+            data=data,
+            anatomy=anatomy,
+            keep_native_labels=split != data.train_split,
+        )
+        save_case(case, folder)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return folders

@@ -325,7 +325,10 @@ def _train(
     if bar is not None:
         bar.close()
     log.close()
+    with torch.no_grad():  # equal on every rank when DDP kept the replicas in sync
+        checksum = float(sum(p.double().abs().sum() for p in net.parameters()))
     return {
+        "param_checksum": checksum,
         "steps_done": done,
         "stopped_early": stopped_early,
         "last": last_parts,

@@ -1,20 +1,28 @@
-"""The text-conditioned grounding network: a residual 3D U-Net whose decoder is steered by the finding.
+"""The text-conditioned grounding network: a residual 3D U-Net whose output is steered by the finding.
 
-* Encoder (``encode_image``): nnU-Net-style residual stages (3x3x3 conv, InstanceNorm, LeakyReLU), strided
-  convolutions for downsampling. It never sees the text, so one encoder pass serves every finding of a
-  scan (the export splits the graph here).
-* Conditioning: the sentence embedding and the parsed-structure features go through a small MLP into one
-  condition vector ``c``.
-* Decoder (``decode``): transposed-conv upsampling, skip concatenation, residual blocks, and FiLM
-  (``x * (1 + gamma(c)) + beta(c)``, zero-initialised so training starts from a plain U-Net) at the
-  bottleneck and every decoder stage.
-* Mask-embedding head (as VoxTell / SAT): per-voxel embeddings dotted with a query vector derived from
-  ``c``, so the text decides *which* voxels light up, not only how features are modulated.
-* Deep supervision: the same dot-product head on coarser decoder stages, computed only on request
+The work is split so that a scan's several findings share almost all of it (the export splits the graph
+at the same place):
+
+* ``encode_image`` (once per tile, never sees the text): nnU-Net-style residual encoder (3x3x3 conv,
+  InstanceNorm, LeakyReLU, strided-conv downsampling) and a full U-Net decoder (transposed-conv
+  upsampling, skip concatenation, residual blocks) back to full resolution. It returns the per-voxel
+  mask embeddings at full resolution (``embed_dim`` channels) and the decoder features of the coarse levels
+  ``cond_level`` ... bottleneck.
+* ``decode`` (once per finding, cheap): the sentence embedding and the parsed-structure features go through
+  an MLP into one condition vector ``c``. A conditioned branch runs over the coarse levels, bottleneck first:
+  FiLM (``x * (1 + gamma(c)) + beta(c)``, zero-initialised) on the shared decoder features of each level,
+  upsampled and merged with the level below, one residual block per level, ending in a one-channel
+  *where* map at 1/2**cond_level resolution (this is what reads "right lower lobe" and tells two nodules of
+  one scan apart). At full resolution the mask-embedding head (as in VoxTell / SAT) dots the per-voxel
+  embeddings with a query vector derived from ``c`` (the *what*: this lesion's look, sharp boundaries).
+  Logits = embedding . query + bias + trilinear-upsampled where-map.
+* Deep supervision: the where-maps of the coarsest conditioned levels, computed only on request
   (``forward(..., deep_supervision=True)``); ``decode`` returns the full-resolution logits only.
 
-No data-dependent Python control flow runs in ``encode_image`` / ``decode``: they trace to ONNX with a
-fixed patch shape. Patch sizes must be divisible by ``NetConfig.total_stride``.
+Cost: per finding, a few residual blocks at 1/4 resolution or coarser plus a dot product per voxel, so
+three findings cost little more than one. No data-dependent Python control flow runs in ``encode_image``
+/ ``decode``: they trace to ONNX with a fixed patch shape. Patch sizes must be divisible by
+``NetConfig.total_stride``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rexground.train.config import NetConfig
@@ -78,36 +87,71 @@ class FiLM(nn.Module):
         return x * (1.0 + gamma[:, :, None, None, None]) + beta[:, :, None, None, None]
 
 
-class DecoderStage(nn.Module):
-    def __init__(self, cin: int, cskip: int, cout: int, stride, n_blocks: int, cond_dim: int, slope: float):
+class UpStage(nn.Module):
+    """Text-free decoder stage: upsample, concatenate the skip, residual blocks."""
+
+    def __init__(self, cin: int, cskip: int, cout: int, stride, n_blocks: int, slope: float):
         super().__init__()
         self.up = nn.ConvTranspose3d(cin, cout, kernel_size=stride, stride=stride, bias=False)
         blocks = [ResBlock(cout + cskip, cout, slope=slope)]
         blocks += [ResBlock(cout, cout, slope=slope) for _ in range(n_blocks - 1)]
         self.blocks = nn.Sequential(*blocks)
-        self.film = FiLM(cond_dim, cout)
 
-    def forward(self, x: Tensor, skip: Tensor, cond: Tensor) -> Tensor:
-        x = torch.cat([self.up(x), skip], dim=1)
-        return self.film(self.blocks(x), cond)
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        return self.blocks(torch.cat([self.up(x), skip], dim=1))
+
+
+class CondStage(nn.Module):
+    """Conditioned branch stage: FiLM on the shared features of this level, merged with the upsampled
+    branch state from the level above, one residual block, and a one-channel where-map."""
+
+    def __init__(self, cin: int, channels: int, stride, cond_dim: int, slope: float):
+        super().__init__()
+        self.film = FiLM(cond_dim, channels)
+        self.up = (
+            nn.ConvTranspose3d(cin, channels, kernel_size=stride, stride=stride, bias=False) if cin else None
+        )
+        self.block = ResBlock(channels, channels, slope=slope)
+        self.where = nn.Conv3d(channels, 1, 1)
+
+    def forward(self, shared: Tensor, above: Tensor | None, cond: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.film(shared, cond)
+        if self.up is not None and above is not None:
+            h = h + self.up(above)
+        h = self.block(h)
+        return h, self.where(h)
 
 
 class GroundingNet(nn.Module):
-    """Residual 3D U-Net + FiLM + mask-embedding head. See the module docstring for the data flow."""
+    """Residual 3D U-Net + FiLM-conditioned branch + mask-embedding head (see the module docstring)."""
 
     def __init__(self, config: NetConfig):
         super().__init__()
         self.config = config
-        f, slope = config.features, config.negative_slope
+        f, slope, n = config.features, config.negative_slope, len(config.features)
         self.stem = ConvNormAct(config.in_channels, f[0], slope=slope)
         stages = []
         cin = f[0]
-        for s, (cout, stride, n) in enumerate(zip(f, config.strides, config.encoder_blocks, strict=True)):
+        for s, (cout, stride, nb) in enumerate(zip(f, config.strides, config.encoder_blocks, strict=True)):
             blocks = [ResBlock(cin, cout, stride=stride if s else (1, 1, 1), slope=slope)]
-            blocks += [ResBlock(cout, cout, slope=slope) for _ in range(n - 1)]
+            blocks += [ResBlock(cout, cout, slope=slope) for _ in range(nb - 1)]
             stages.append(nn.Sequential(*blocks))
             cin = cout
         self.encoder = nn.ModuleList(stages)
+        # decoder[i] goes from level n-1-i to level n-2-i; the last one reaches full resolution (level 0).
+        self.decoder = nn.ModuleList(
+            UpStage(
+                f[n - 1 - i],
+                f[n - 2 - i],
+                f[n - 2 - i],
+                config.strides[n - 1 - i],
+                config.decoder_blocks,
+                slope,
+            )
+            for i in range(n - 1)
+        )
+        e = config.embed_dim
+        self.pixel_embed = nn.Conv3d(f[0], e, 1)
 
         self.cond = nn.Sequential(
             nn.Linear(config.text_dim + config.query_dim, config.cond_dim),
@@ -115,26 +159,20 @@ class GroundingNet(nn.Module):
             nn.Linear(config.cond_dim, config.cond_dim),
             nn.LeakyReLU(slope, inplace=True),
         )
-        self.bottleneck_film = FiLM(config.cond_dim, f[-1])
-        # decoder[i] upsamples from stage (n-1-i) to stage (n-2-i); the last one reaches full resolution.
-        n = len(f)
-        self.decoder = nn.ModuleList(
-            DecoderStage(
-                f[n - 1 - i],
-                f[n - 2 - i],
-                f[n - 2 - i],
-                config.strides[n - 1 - i],
-                config.decoder_blocks,
+        # cond_stages[j] works on level n-1-j (bottleneck first) down to cond_level.
+        lc = config.cond_level
+        self.cond_stages = nn.ModuleList(
+            CondStage(
+                f[k + 1] if k < n - 1 else 0,
+                f[k],
+                config.strides[k + 1] if k < n - 1 else (1, 1, 1),
                 config.cond_dim,
                 slope,
             )
-            for i in range(n - 1)
+            for k in range(n - 1, lc - 1, -1)
         )
-        e = config.embed_dim
         self.query = nn.Linear(config.cond_dim, e)
         self.query_bias = nn.Linear(config.cond_dim, 1)
-        # Pixel-embedding projections: index 0 = full resolution, 1.. = deep-supervision stages (coarser).
-        self.pixel_embed = nn.ModuleList(nn.Conv3d(f[k], e, 1) for k in range(config.deep_supervision + 1))
         self._scale = 1.0 / math.sqrt(e)
         self._init_weights()
 
@@ -149,13 +187,21 @@ class GroundingNet(nn.Module):
 
     # ---- the two traced halves -------------------------------------------------------------------------
     def encode_image(self, x: Tensor) -> tuple[Tensor, ...]:
-        """(B, C_in, Z, Y, X) -> skip features, one per stage, finest first."""
+        """(B, C_in, Z, Y, X) -> (full-resolution mask embeddings, shared decoder features of levels
+        cond_level ... bottleneck), a tuple of 2 + n_stages - 1 - cond_level tensors."""
         h = self.stem(x)
-        feats = []
+        skips = []
         for stage in self.encoder:
             h = stage(h)
-            feats.append(h)
-        return tuple(feats)
+            skips.append(h)
+        n = len(skips)
+        shared = [h]  # level n-1 (bottleneck), then finer
+        for i, stage in enumerate(self.decoder):
+            h = stage(h, skips[n - 2 - i])
+            shared.append(h)
+        lc = self.config.cond_level
+        coarse = shared[: n - lc][::-1]  # levels lc ... n-1, finest first
+        return (self.pixel_embed(h), *coarse)
 
     def decode(self, *args: Tensor) -> Tensor:
         """``decode(*feats, text_emb, query_feat)`` -> (B, 1, Z, Y, X) logits at full patch resolution."""
@@ -172,7 +218,7 @@ class GroundingNet(nn.Module):
     ) -> Tensor | list[Tensor]:
         """Encode ``x`` once and decode ``prompts_per_image`` prompts per image (prompt rows of one image are
         consecutive in ``text_emb``). Returns the logits, or with ``deep_supervision`` the list
-        [full resolution, coarser, ...]."""
+        [full resolution, coarser where-maps ...]."""
         feats = self.encode_image(x)
         if prompts_per_image != 1:
             feats = tuple(f.repeat_interleave(prompts_per_image, dim=0) for f in feats)
@@ -182,24 +228,21 @@ class GroundingNet(nn.Module):
     def _decode(
         self, feats: tuple[Tensor, ...], text_emb: Tensor, query_feat: Tensor, deep_supervision: bool
     ):
+        emb, coarse = feats[0], feats[1:]  # coarse: levels cond_level ... bottleneck, finest first
         cond = self.cond(torch.cat([text_emb, query_feat], dim=1))
+        h: Tensor | None = None
+        where: list[Tensor] = []
+        for stage, shared in zip(self.cond_stages, reversed(coarse), strict=True):
+            h, w = stage(shared, h, cond)
+            where.append(w)
         q = self.query(cond)[:, :, None, None, None] * self._scale
         bias = self.query_bias(cond)[:, :, None, None, None]
-        h = self.bottleneck_film(feats[-1], cond)
-        n = len(feats)
-        n_ds = self.config.deep_supervision if deep_supervision else 0
-        coarse: list[Tensor] = []
-        for i, stage in enumerate(self.decoder):
-            h = stage(h, feats[n - 2 - i], cond)
-            level = n - 2 - i  # the encoder stage whose resolution h now has
-            if 1 <= level <= n_ds:
-                coarse.append(self._head(h, level, q, bias))
-        full = self._head(h, 0, q, bias)
-        return [full, *reversed(coarse)]
-
-    def _head(self, h: Tensor, level: int, q: Tensor, bias: Tensor) -> Tensor:
-        emb = self.pixel_embed[level](h)
-        return (emb * q).sum(dim=1, keepdim=True) + bias
+        up = F.interpolate(where[-1], size=emb.shape[2:], mode="trilinear", align_corners=False)
+        full = (emb * q).sum(dim=1, keepdim=True) + bias + up
+        if not deep_supervision:
+            return [full]
+        k = self.config.deep_supervision
+        return [full, *(w + bias for w in where[::-1][:k])]
 
 
 class EncoderGraph(nn.Module):

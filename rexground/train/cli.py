@@ -1,0 +1,104 @@
+"""``rexground train --config CONFIG --data DATASET_DIR --out RUN_DIR [--resume]``.
+
+Single process: ``rexground train ...``. Several GPUs or nodes: ``torchrun --nproc-per-node 8 -m
+rexground.train.cli --config ... --data ... --out ...`` (same arguments; each process trains on its own
+device and its own batches; rank 0 validates, logs and writes checkpoints). Scans are prepared once into
+``--cache`` (default ``RUN_DIR/cache``), sharded over the processes; a rerun reuses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="training config (.toml or .json)")
+    parser.add_argument(
+        "--data", required=True, type=Path, help="ReXGroundingCT-format folder (dataset.json, segmentations/)"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="run folder: config, checkpoints, log.jsonl")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+    parser.add_argument(
+        "--ct-root", type=Path, default=None, help="CT-RATE root (default: DATA/ct_rate or DATA)"
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="prepared-scan cache (default: RUN_DIR/cache)"
+    )
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rexground.train.config import load_config
+    from rexground.train.data import load_case, prepare_split
+    from rexground.train.distributed import barrier, cleanup, init_distributed
+    from rexground.train.loop import train
+
+    config = load_config(args.config)
+    info = init_distributed(args.device)
+    try:
+        cache = args.cache or args.out / "cache"
+        progress = not args.no_progress and info.is_main
+        common = dict(ct_root=args.ct_root, rank=info.rank, world_size=info.world_size, progress=progress)
+        train_dirs = prepare_split(
+            args.data,
+            config.data.train_split,
+            config.input,
+            config.data,
+            cache,
+            limit=config.data.max_train_cases,
+            **common,
+        )
+        val_dirs = []
+        if config.data.max_val_cases != 0:
+            val_dirs = prepare_split(
+                args.data,
+                config.data.val_split,
+                config.input,
+                config.data,
+                cache,
+                limit=config.data.max_val_cases,
+                **common,
+            )
+        barrier(info)
+        train_cases = [load_case(d) for d in train_dirs]
+        val_cases = [load_case(d) for d in val_dirs]
+        summary = train(
+            config,
+            args.out,
+            train_cases,
+            val_cases,
+            resume=args.resume,
+            max_minutes=args.max_minutes,
+            progress=not args.no_progress,
+            info=info,
+        )
+        if info.is_main:
+            print(json.dumps({k: v for k, v in summary.items() if k != "val"}, indent=1))
+    finally:
+        cleanup(info)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``torchrun -m rexground.train.cli`` (``rexground train`` goes through rexground.cli)."""
+    parser = argparse.ArgumentParser(prog="rexground train", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    from rexground.errors import RexgroundError
+
+    try:
+        return run(args)
+    except RexgroundError as exc:
+        print(f"rexground train: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
