@@ -61,6 +61,14 @@ def test_anatomy_densities_and_lobes(forced_cases):
         lung = case.lobes > 0
         # Median lung parenchyma is aerated lung with vessels, not air and not tissue.
         assert -900 < np.median(hu[lung]) < -780
+        # The airway lumen is air, and one tree joins the trachea to both lungs.
+        assert np.median(hu[case.airway]) < -850
+        lab, _ = ndimage.label(case.airway)
+        top = np.bincount(lab[case.airway]).argmax()
+        tree = lab == top
+        assert tree[-1].any(), "the trachea leaves the top of the scan"
+        reached = set(np.unique(case.lobes[ndimage.binary_dilation(tree)]))
+        assert reached & {1, 2, 3} and reached & {4, 5, 6}, "bronchi reach both lungs"
         # Bone is present (ribs, spine) and air surrounds the body.
         assert (hu > 400).sum() > 200
         assert np.median(hu[:, :3, :]) < -900
@@ -247,9 +255,10 @@ def test_write_dataset_layout_shapes_and_counts(tmp_path):
             for k in e["findings"]:
                 ch = raw[int(k)]
                 assert int(np.count_nonzero(ch)) == e["pixels"][k] > 0
-                assert int(ch.max()) == e["entity_counts"][k]
+                exhaustive = truth[e["name"]]["findings"][int(k)]["entities_exhaustive"]
                 if split == "train":
-                    assert e["entity_counts"][k] <= 3
+                    assert int(ch.max()) == min(3, exhaustive)
+                    assert e["entity_counts"][k] in (int(ch.max()), exhaustive)
                     assert e["protocol"] == "protocol1"
                 else:
                     assert (

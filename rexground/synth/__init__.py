@@ -18,6 +18,8 @@ API::
     case.lobes         # uint8 canonical: 1 RUL, 2 RML, 3 RLL, 4 LUL, 5 lingula, 6 LLL (0 outside the lungs;
                        # pleural effusion / pneumothorax are outside the lungs)
     case.segments      # uint8 canonical segment labels (rexground.synth.anatomy.SEGMENTS, 1-based)
+    case.airway        # bool canonical: lumen of the trachea and bronchi
+    case.distractors   # lesions painted but described by no finding: category, lobes, bool mask
 
     write_dataset(out_dir, n_cases, seed, size="small") -> Path   # dataset.json; layout in writer.py
 

@@ -62,6 +62,7 @@ class PhantomCase:
     findings: list[PhantomFinding]
     lobes: np.ndarray  # uint8, 1 RUL, 2 RML, 3 RLL, 4 LUL, 5 lingula, 6 LLL
     segments: np.ndarray  # uint8, rexground.synth.anatomy.SEGMENT_LABEL
+    airway: np.ndarray | None = field(default=None, repr=False)  # bool canonical: trachea and bronchial lumen
     padding_value: int | None = None
     distractors: list = field(default_factory=list)  # findings.Distractor: painted, described by no finding
 
@@ -237,6 +238,7 @@ def generate_case(seed: int, size: str = "small", categories: Sequence[str] | No
         findings=findings,
         lobes=chest.lobes,
         segments=chest.segments,
+        airway=chest.airway,
         padding_value=padding_value,
         distractors=distractors,
     )

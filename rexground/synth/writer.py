@@ -9,7 +9,8 @@ Layout under ``out_dir`` (the challenge's, see docs/CHALLENGE.md "Data layout"):
   train and val splits. Train masks follow the partial protocol (at most 3 entities drawn per finding; the
   others stay in the image, unlabelled); val masks are exhaustive.
 - ``test_ground_truth/<name>``: the exhaustive test masks, for local scoring only (the challenge withholds them).
-- ``dataset.json`` (train / val / test) and ``MICCAI_challenge_dataset.json`` (val with masks; test with names,
+- ``dataset.json`` (train / val / test); as in the real data, ``entity_counts`` of some training findings counts
+  every instance (more than the mask holds): trust the masks. and ``MICCAI_challenge_dataset.json`` (val with masks; test with names,
   findings and categories only).
 - ``phantom_truth.json``: per scan, the case seed and each finding's side, lobes, segment, zones and
   exhaustive entity count (facts real data does not have; used by tests and benchmarks).
@@ -82,6 +83,21 @@ def _labels(case: PhantomCase, split: str, seed: int, index: int) -> np.ndarray:
     return np.stack(channels)
 
 
+def _entity_counts(
+    case: PhantomCase, labels: np.ndarray, split: str, seed: int, index: int
+) -> dict[str, int]:
+    """Entities per channel (labels are 1..n). Like the real data, some training entries count every
+    instance the radiologist saw while the mask holds only the drawn ones: trust the masks."""
+    rng = np.random.default_rng([seed, index, 13])
+    counts = {}
+    for i, f in enumerate(case.findings):
+        drawn = int(labels[i].max())
+        counts[str(i)] = (
+            f.n_entities if split == "train" and f.n_entities > drawn and rng.random() < 0.3 else drawn
+        )
+    return counts
+
+
 def write_case(out_dir: Path, seed: int, index: int, size: str) -> dict:
     """Generate and write one case; returns its entry record (and skips the work when it is already done)."""
     split = split_of(index)
@@ -107,7 +123,7 @@ def write_case(out_dir: Path, seed: int, index: int, size: str) -> dict:
         "name": name,
         "findings": dict(zip(keys, (f.text for f in case.findings), strict=True)),
         "categories": dict(zip(keys, (f.category for f in case.findings), strict=True)),
-        "entity_counts": {k: int(labels[i].max()) for i, k in enumerate(keys)},  # labels are 1..n
+        "entity_counts": _entity_counts(case, labels, split, seed, index),
         "shape": [int(s) for s in geom.size],
         "pixels": {k: int(np.count_nonzero(labels[i])) for i, k in enumerate(keys)},
         "protocol": PROTOCOL[split],
