@@ -31,7 +31,7 @@ import numpy as np
 
 from rexground.metrics.distances import finding_distance
 from rexground.metrics.results import CaseResult, FindingResult, InstanceMatch
-from rexground.metrics.sparse_components import SparseLabels, filter_foreground
+from rexground.metrics.sparse_components import SparseLabels, filter_foreground, flat_nonzero
 
 DICE_EPS = 1e-6
 HIT_THRESHOLD = 0.1
@@ -71,13 +71,15 @@ def channel_foreground(volume: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]
     """For each channel of an (F, H, W, D) array: the ascending C-order flat indices of its non-zero voxels
     in (H, W, D) and their values. One pass over the data in memory order, whatever the layout."""
     volume = np.asarray(volume)
-    n_channels, spatial = volume.shape[0], volume.shape[1:]
+    n_channels, spatial = volume.shape[0], tuple(volume.shape[1:])
     out: list[tuple[np.ndarray, np.ndarray]] = []
     if volume.flags.f_contiguous and not volume.flags.c_contiguous:
         # SimpleITK-read raw arrays are transposed views: scan the (D, W, H, F) memory order instead.
-        data_t = volume.T
-        d, w, h, f = np.nonzero(data_t)
-        values = data_t[d, w, h, f]
+        buffer = volume.T.reshape(-1)
+        memory_flat = flat_nonzero(buffer)
+        values = buffer[memory_flat]
+        f = memory_flat % n_channels
+        d, w, h = np.unravel_index(memory_flat // n_channels, spatial[::-1])
         flat = np.ravel_multi_index((h, w, d), spatial)
         order = np.lexsort((flat, f))
         f, flat, values = f[order], flat[order], values[order]
@@ -87,8 +89,8 @@ def channel_foreground(volume: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]
         return out
     for c in range(n_channels):
         channel = volume[c]
-        flat = np.flatnonzero(channel).astype(np.int64, copy=False)
-        out.append((flat, channel.ravel()[flat] if flat.size else channel.ravel()[:0]))
+        flat = flat_nonzero(np.ascontiguousarray(channel).reshape(-1))
+        out.append((flat, channel.reshape(-1)[flat] if flat.size else channel.reshape(-1)[:0]))
     return out
 
 

