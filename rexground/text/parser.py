@@ -3,6 +3,31 @@
 Rules over vocabularies (``vocab``, ``location``), no learned weights, so every decision can be traced to the
 words in ``category_evidence``. Text with no finding word gives category "unknown" with confidence 0; the
 engines fall back to the whole lungs for it.
+
+What the fields mean (the contract the engines read):
+- ``category``: the strongest finding word decides (a specific noun over a modifier over a generic word);
+  among equals the first noun phrase, and within a noun phrase its last noun ("ground glass nodule": 2d;
+  "consolidation with ground glass halo": 2b). Confidence 0.95 / 0.9 / 0.6 / 0.35 by the word's strength,
+  0.15 less when another category was named as strongly.
+- ``lobes``: the lobes the sentence names or implies ("basal segments" -> the lower lobes, "middle lobe" ->
+  RML). ``LUL`` means the whole left upper lobe, the lingula included; ``lingula`` means the lingula alone, and
+  replaces ``LUL`` when the sentence names the lingula with its parent ("inferior lingular segment of the left
+  upper lobe" -> ``("lingula",)``). A lobe without a side in the text takes the sentence's side; where the
+  sentence has none, both candidates are listed and ``side`` stays "unspecified".
+- ``side``: "bilateral" when the text says so ("both lungs", "bilateral", "biapical", "the lung bases") or
+  names places on both sides; else the one side named or implied by the lobes.
+- ``segments``: "<lobe> <segment>" over ``location.SEGMENT_ORDER`` (lingular segments under ``LUL``).
+- ``zones``: every zone word named, as a list of places, not a conjunction: "peripheral subpleural" are
+  qualifiers of one place, but "apices ... and basal segments" are two places. Segment names do not become
+  zones ("anterior segment" is not the "anterior" zone); basal and apical segments do add basal / apical.
+- ``size_mm``: the largest dimension stated (cm converted); "subcentimeter" alone gives 10 as an upper bound,
+  "millimetric" 5, "< 5 mm" / "less than 5 mm" 5 as an upper bound.
+- ``multiplicity``: count words before the finding noun ("a few", "multiple", "one"), a count or "largest"
+  after it; else diffuse for non-focal categories, else plural noun or several places -> multiple.
+- ``negated``: a negation cue before the decisive word in its clause ("no", "without", "absence of"), or
+  "resolved" / "no longer seen" after it. ``uncertain``: a hedge anywhere ("possible", "likely", "cannot be
+  excluded", "difficult to distinguish"); "indeterminate" and "nonspecific" describe a finding's nature
+  and are not hedges.
 """
 
 from __future__ import annotations
