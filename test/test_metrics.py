@@ -22,7 +22,7 @@ from rexground.metrics import (
 from rexground.metrics.distances import assd_mm, greedy_distance_match
 from rexground.metrics.official import greedy_match
 from rexground.metrics.reference import reference_case, reference_filter
-from rexground.metrics.sparse_components import filter_components_sparse
+from rexground.metrics.sparse_components import filter_components_sparse, flat_nonzero
 
 EPS = 1e-6
 
@@ -353,3 +353,22 @@ def test_filter_parameters_follow_the_same_rule(route, min_size, max_keep):
     labels, n = filter_components(mask, min_size=min_size, max_keep=max_keep)
     sparse = filter_components_sparse(mask, min_size=min_size, max_keep=max_keep)
     assert sparse.n == n and np.array_equal(sparse.to_dense(), labels)
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 63, 64, 65, 1001])
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.5, 1.0])
+def test_word_scan_finds_exactly_the_nonzero_bytes(size, density):
+    a = (np.random.default_rng(size).random(size) < density).astype(np.uint8) * 3
+    assert np.array_equal(flat_nonzero(a), np.flatnonzero(a))
+    assert np.array_equal(flat_nonzero(a.astype(bool)), np.flatnonzero(a))
+
+
+@settings(max_examples=25, deadline=None)
+@given(volumes())
+def test_memory_layout_does_not_change_any_result(case):
+    gt, pred = case
+    c_order = evaluate_case(gt, pred, spacing=(0.7, 0.8, 1.5))
+    assert evaluate_case(np.asfortranarray(gt), np.asfortranarray(pred), spacing=(0.7, 0.8, 1.5)) == c_order
+    assert (
+        evaluate_case(gt[:, ::-1][:, ::-1], pred[:, :, ::-1][:, :, ::-1], spacing=(0.7, 0.8, 1.5)) == c_order
+    )
