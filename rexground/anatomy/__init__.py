@@ -28,7 +28,7 @@ Attributes (bool unless said otherwise, all on the working grid):
 * ``hemithorax(side)``: voxels nearer that side's lung envelope than the other's (inside the body)
 * ``zone(name, side)``: one of :data:`ZONE_NAMES` (definitions in :mod:`.zones`)
 * ``region(side, lobes, zones)``: see its docstring
-* ``info``: how things were found (split method, airway threshold, seconds per step)
+* ``info``: how things were found (split method, airway threshold, CPU seconds per step)
 """
 
 from __future__ import annotations
@@ -122,9 +122,14 @@ class Anatomy:
             return self.body
         key = ("_hemithorax", side)
         if key not in self._cache:
-            d_r = mm.distance_to(self.lung_envelope_right, self.spacing_zyx)
-            d_l = mm.distance_to(self.lung_envelope_left, self.spacing_zyx)
-            right = (d_r <= d_l) & self.body
+            # on the coarse grid: the border between the hemithoraces runs through the mediastinum, where
+            # a voxel more or less does not matter; inside each envelope the side is exact
+            f = mm.coarse_factors(self.spacing_zyx)
+            sp_c = mm.coarse_spacing(self.spacing_zyx, f)
+            d_r = mm.distance_to(mm.down_any(self.lung_envelope_right, f), sp_c)
+            d_l = mm.distance_to(mm.down_any(self.lung_envelope_left, f), sp_c)
+            right = (mm.up(d_r <= d_l, f, self.shape) | self.lung_envelope_right) & ~self.lung_envelope_left
+            right &= self.body
             self._cache[("_hemithorax", "right")] = right
             self._cache[("_hemithorax", "left")] = self.body & ~right
         return self._cache[key]
@@ -229,11 +234,11 @@ def compute_anatomy_from_array(
     if hu_zyx.ndim != 3:
         raise ValueError(f"expected a 3D (z, y, x) CT array, got shape {hu_zyx.shape}")
     timings: dict[str, float] = {}
-    t = time.perf_counter()
+    t = time.process_time()
 
     def lap(step: str) -> None:
         nonlocal t
-        now = time.perf_counter()
+        now = time.process_time()
         timings[step] = round(now - t, 3)
         t = now
 
@@ -263,7 +268,7 @@ def compute_anatomy_from_array(
     info = {
         "split": split_method,
         "airways": airway_info,
-        "seconds": timings,
+        "cpu_seconds": timings,
         "lung_ml": {
             "right": float(right.sum() * np.prod(sp) / 1000.0),
             "left": float(left.sum() * np.prod(sp) / 1000.0),

@@ -1,6 +1,7 @@
 """Envelopes around the lungs: the lung envelope (where a lung finding may be) and the pleural envelope.
 
-Lung envelope, per lung: a 3D closing with a ball of 25 mm radius, then a per-slice hole fill. The costal
+Lung envelope, per lung: a 3D closing with a ball of 25 mm radius (on a 3 mm grid, adding only blocks
+mostly outside the lung), then a per-slice hole fill. The costal
 surface of a lung is convex, so the closing leaves it where it is, while concavities up to about 5 cm
 across made by something dense that replaced lung (a tumour touching the pleura or the hilum, a
 consolidation, a pleural-based mass) are bridged over and become part of the lung; the much wider
@@ -34,7 +35,7 @@ _CORE_DEPTH_MM = 3.0
 
 
 def lung_envelope_side(lung: np.ndarray, spacing) -> np.ndarray:
-    return mm.fill_holes_per_slice(mm.close(lung, _CLOSE_MM, spacing)) | lung
+    return mm.fill_holes_per_slice(mm.fill_concavities(lung, _CLOSE_MM, spacing))
 
 
 def lung_envelopes(
@@ -45,7 +46,9 @@ def lung_envelopes(
     env_l = lung_envelope_side(left, spacing) & body & ~right
     both = env_r & env_l
     if both.any():
-        nearer_right = mm.distance_to(right, spacing) <= mm.distance_to(left, spacing)
+        box = mm._bbox(both, (2, 2, 2))
+        nearer_right = np.zeros(both.shape, dtype=bool)
+        nearer_right[box] = mm.distance_to(right[box], spacing) <= mm.distance_to(left[box], spacing)
         env_r &= ~(both & ~nearer_right)
         env_l &= ~(both & nearer_right)
     outside_airways = airways & ~(right | left)
@@ -87,8 +90,8 @@ def pleural_envelope(
     lungs_env = env_r | env_l
     if not lungs_env.any():
         return np.zeros(hu.shape, dtype=bool)
-    near = mm.dilate(lungs_env, _PLEURAL_REACH_MM, spacing)
-    bone = (hu > BONE_HU) & body & mm.dilate(lungs_env, _BONE_NEAR_LUNG_MM, spacing)
+    near = mm.dilate_coarse(lungs_env, _PLEURAL_REACH_MM, spacing)
+    bone = (hu > BONE_HU) & body & mm.dilate_coarse(lungs_env, _BONE_NEAR_LUNG_MM, spacing)
     cage = mm.convex_hull_per_slice(bone | lungs_env) & body
     core = mm.erode(lungs_env, _CORE_DEPTH_MM, spacing)
     return cage & near & ~core & ~medi

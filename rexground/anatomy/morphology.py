@@ -128,7 +128,10 @@ def component_sizes(labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def convex_hull_per_slice(mask: np.ndarray) -> np.ndarray:
-    """Fill the 2D convex hull of ``mask`` in every axial slice (pixel centres inside or on the hull)."""
+    """Fill the 2D convex hull of ``mask`` in every axial slice (pixel centres inside or on the hull).
+
+    The hull of the pixel squares' outline corners is filled row by row: a horizontal line meets a convex
+    polygon in one interval, found from the crossings of all its edges."""
     from scipy.spatial import ConvexHull, QhullError
 
     mask = np.asarray(mask, dtype=bool)
@@ -136,16 +139,83 @@ def convex_hull_per_slice(mask: np.ndarray) -> np.ndarray:
     for z in np.flatnonzero(mask.any(axis=(1, 2))):
         edge = mask[z] & ~ndimage.binary_erosion(mask[z])  # only the outline can be a hull vertex
         ys, xs = np.nonzero(edge)
-        y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
-        # hull of the pixel squares' corners, so a one-pixel-wide mask still has an area
         pts = np.concatenate([np.stack([ys + dy, xs + dx], axis=1) for dy in (-0.5, 0.5) for dx in (-0.5, 0.5)])
         try:
-            hull = ConvexHull(pts)
-        except QhullError:
+            verts = pts[ConvexHull(pts).vertices].astype(np.float64)
+        except QhullError:  # degenerate (collinear) outline: the mask is its own hull
             out[z] = mask[z]
             continue
-        gy, gx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
-        grid = np.stack([gy.ravel(), gx.ravel()], axis=1).astype(np.float64)
-        inside = np.all(grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9, axis=1)
-        out[z, y0 : y1 + 1, x0 : x1 + 1] = inside.reshape(gy.shape)
+        a, b = verts, np.roll(verts, -1, axis=0)
+        rows = np.arange(int(np.ceil(verts[:, 0].min())), int(np.floor(verts[:, 0].max())) + 1)
+        rows = rows[(rows >= 0) & (rows < mask.shape[1])]
+        y = rows[:, None].astype(np.float64)
+        dy = b[None, :, 0] - a[None, :, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (y - a[None, :, 0]) / dy
+        crosses = (dy != 0) & (t >= -1e-9) & (t <= 1 + 1e-9)
+        x = a[None, :, 1] + np.clip(t, 0, 1) * (b[None, :, 1] - a[None, :, 1])
+        lo = np.ceil(np.where(crosses, x, np.inf).min(axis=1) - 1e-9)
+        hi = np.floor(np.where(crosses, x, -np.inf).max(axis=1) + 1e-9)
+        cols = np.arange(mask.shape[2])[None, :]
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        out[z, rows[ok]] = (cols >= lo[ok, None]) & (cols <= hi[ok, None])
     return out
+
+
+COARSE_MM = 3.0  # grid for large-radius operations whose edges need not be sharper than this
+
+
+def coarse_factors(spacing, target_mm: float = COARSE_MM) -> tuple[int, int, int]:
+    """Integer block size per axis that brings ``spacing`` near ``target_mm`` (1 where already coarse)."""
+    return tuple(max(1, int(target_mm // s)) for s in spacing)  # type: ignore[return-value]
+
+
+def _blocks(mask: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
+    pad = [(0, (-n) % k) for n, k in zip(mask.shape, f, strict=True)]
+    m = np.pad(mask, pad) if any(p[1] for p in pad) else mask
+    nz, ny, nx = (m.shape[i] // f[i] for i in range(3))
+    return m.reshape(nz, f[0], ny, f[1], nx, f[2])
+
+
+def down_any(mask: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
+    """Coarse block is True if any of its voxels is."""
+    if f == (1, 1, 1):
+        return np.asarray(mask, dtype=bool)
+    return _blocks(np.asarray(mask, dtype=bool), f).any(axis=(1, 3, 5))
+
+
+def down_majority(mask: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
+    """Coarse block is True if at least half of its voxels are."""
+    if f == (1, 1, 1):
+        return np.asarray(mask, dtype=bool)
+    b = _blocks(np.asarray(mask, dtype=np.uint8), f)
+    return b.sum(axis=(1, 3, 5), dtype=np.int32) * 2 >= f[0] * f[1] * f[2]
+
+
+def up(mask_c: np.ndarray, f: tuple[int, int, int], shape: tuple[int, int, int]) -> np.ndarray:
+    """Nearest-neighbour upsampling of a coarse array back to ``shape``."""
+    out = mask_c
+    for axis in range(3):
+        if f[axis] > 1:
+            out = np.repeat(out, f[axis], axis=axis)
+    return np.ascontiguousarray(out[: shape[0], : shape[1], : shape[2]])
+
+
+def coarse_spacing(spacing, f) -> tuple[float, float, float]:
+    return tuple(s * k for s, k in zip(spacing, f, strict=True))  # type: ignore[return-value]
+
+
+def dilate_coarse(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
+    """Dilation computed on the coarse grid (edges within one coarse voxel, never smaller than ``mask``)."""
+    f = coarse_factors(spacing)
+    grown = dilate(down_any(mask, f), radius_mm, coarse_spacing(spacing, f))
+    return up(grown, f, mask.shape) | mask
+
+
+def fill_concavities(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
+    """``mask`` plus what a closing with a ball of ``radius_mm`` adds to it, the closing computed on the
+    coarse grid: only coarse blocks mostly outside ``mask`` are added, so a convex surface never grows."""
+    f = coarse_factors(spacing)
+    core = down_majority(mask, f)
+    closed = close(core, radius_mm, coarse_spacing(spacing, f))
+    return up(closed & ~core, f, mask.shape) | mask

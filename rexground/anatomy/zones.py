@@ -39,9 +39,12 @@ def hilum_point(env: np.ndarray, airways: np.ndarray, spacing) -> tuple[float, f
     if not env.any():
         return None
     if airways.any():
-        near = airways & ~env & mm.dilate(env, _HILUM_BRONCHUS_MM, spacing)
+        margin = tuple(int(np.ceil(_HILUM_BRONCHUS_MM / s)) + 1 for s in spacing)
+        box = mm._bbox(airways, margin)
+        near = airways[box] & ~env[box] & mm.dilate(env[box], _HILUM_BRONCHUS_MM, spacing)
         if near.sum() >= 5:
-            return tuple(float(c) for c in np.mean(np.nonzero(near), axis=1))  # type: ignore[return-value]
+            centre = np.mean(np.nonzero(near), axis=1) + np.array([b.start for b in box])
+            return tuple(float(c) for c in centre)  # type: ignore[return-value]
     zs = np.flatnonzero(env.any(axis=(1, 2)))
     z = round(zs[0] + 0.55 * (zs[-1] - zs[0]))
     sl = env[z]
@@ -109,15 +112,17 @@ def side_zones(
             return env & (depth >= 0.5)
         return env & (depth >= 2.0 / 3.0)
     if name == "fissural":
-        out = empty
-        labels_here = np.unique(lobes[env])
-        labels_here = labels_here[labels_here > 0]
-        for lab in labels_here:
-            this = env & (lobes == lab)
-            others = env & (lobes != lab) & (lobes > 0)
-            if others.any():
-                out = out | (this & mm.dilate(others, _FISSURAL_MM, spacing))
-        return out
+        # voxels of the envelope with a face neighbour of another lobe form the fissure surfaces
+        lab = np.where(env, lobes, 0)
+        surface = np.zeros(env.shape, dtype=bool)
+        for axis in range(3):
+            a = np.take(lab, range(1, lab.shape[axis]), axis=axis)
+            b = np.take(lab, range(lab.shape[axis] - 1), axis=axis)
+            differ = (a != b) & (a > 0) & (b > 0)
+            lo = [slice(None)] * 3
+            lo[axis] = slice(0, lab.shape[axis] - 1)
+            surface[tuple(lo)] |= differ
+        return env & mm.dilate(surface, _FISSURAL_MM, spacing)
     wall = mm.distance_inside(thorax, spacing)
     if name == "subpleural":
         return env & (wall <= _SUBPLEURAL_MM)
