@@ -557,7 +557,7 @@ def render_chest(model: ChestModel, grid: Grid, rng: np.random.Generator, detail
     cr_plane = np.sqrt((X / model.cav_ax) ** 2 + ((Y - model.cav_cy) / model.cav_ay) ** 2)
     dz_plane = np.broadcast_to(model.diaphragm_z(Y, X), plane)
     rib_width = p.rib / min(model.cav_ax, model.cav_ay)
-    rib_shift = 28.0 * (1.0 - Y / model.cav_ay) + p.rib_phase
+    rib_shift = 45.0 * (1.0 - Y / model.cav_ay) + p.rib_phase  # ribs run down and forward
     cartilage = np.abs(X) < 0.28 * model.cav_ax
     sternum_plane = (-0.8 * model.cav_ay > Y) & (np.abs(X) < 17)
     stomach_plane = (X - 0.45 * model.cav_ax) ** 2 / 60**2 + (Y + 0.35 * model.cav_ay) ** 2 / 45**2

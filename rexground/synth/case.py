@@ -197,7 +197,7 @@ def generate_case(seed: int, size: str = "small", categories: Sequence[str] | No
     params = ChestParams.sample(rng)
     model = ChestModel(params)
     grid = _choose_grid(rng, size, params, model)
-    chest = render_chest(model, grid, rng, detail=5 if size == "small" else 7)
+    chest = render_chest(model, grid, rng, detail=5 if size == "small" else 8)
     findings, distractors = add_findings(
         chest, model, grid, rng, seed=seed, categories=categories, small=size == "small"
     )
