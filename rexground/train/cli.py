@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             max_minutes=args.max_minutes,
             progress=not args.no_progress,
             info=info,
+            text_cache=cache / "text_embeddings",
         )
         if info.is_main:
             print(json.dumps({k: v for k, v in summary.items() if k != "val"}, indent=1))

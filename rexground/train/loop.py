@@ -151,6 +151,7 @@ def train(
     stop_after_steps: int | None = None,
     progress: bool = True,
     info: DistInfo | None = None,
+    text_cache: Path | None = None,
 ) -> dict:
     """Train on prepared cases; returns a summary (steps done, last losses, best validation).
 
@@ -177,14 +178,23 @@ def train(
 
 
 def _train(
-    config, out_dir, train_cases, val_cases, resume, max_minutes, stop_after_steps, progress, info: DistInfo
+    config,
+    out_dir,
+    train_cases,
+    val_cases,
+    resume,
+    max_minutes,
+    stop_after_steps,
+    progress,
+    info: DistInfo,
+    text_cache=None,
 ) -> dict:
     if info.is_main:
         _check_run_folder(out_dir, config, resume)
     barrier(info)
     dev = info.device
     texts = sorted({t for c in train_cases + val_cases for t in c.texts})
-    emb_table = torch.from_numpy(sentence_embeddings(texts, config.input.text_encoder)).to(dev)
+    emb_table = torch.from_numpy(sentence_embeddings(texts, config.input.text_encoder, text_cache)).to(dev)
     query_table = torch.from_numpy(structure_features(texts)).to(dev)
     text_index = {t: i for i, t in enumerate(texts)}
 
