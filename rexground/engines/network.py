@@ -19,7 +19,7 @@ from rexground.engines.base import FindingPrediction
 from rexground.errors import ModelPackageError
 from rexground.infer.conditions import TextConditioner
 from rexground.infer.onnx_session import create_backend
-from rexground.infer.predictor import crop_probability, run_network
+from rexground.infer.predictor import crop_probability, finding_probability, run_network
 from rexground.infer.preprocess import paste
 from rexground.model_package import MANIFEST_NAME, load_package
 from rexground.postprocess import postprocess
@@ -101,12 +101,10 @@ class NetworkEngine:
         out = []
         for f, query in enumerate(queries):
             t_f = time.perf_counter()
-            prob = crop_probability(scan, f)
-            pp: dict = {}
-            mask_crop = postprocess(prob, m.threshold, info=pp)
-            mask = paste(mask_crop, scan.prepared, fill=0, dtype=np.uint8)
-            score = paste(prob, scan.prepared, fill=0.0, dtype=np.float32) if self.return_scores else None
-            del prob, mask_crop
+            mask, pp = self._finding_mask(scan, f)
+            score = None
+            if self.return_scores:
+                score = paste(crop_probability(scan, f), scan.prepared, fill=0.0, dtype=np.float32)
             info = {
                 "engine": self.name,
                 "query": query.model_dump(mode="json"),
@@ -120,3 +118,21 @@ class NetworkEngine:
             }
             out.append(FindingPrediction(text=findings[f], mask=mask, score=score, info=info))
         return out
+
+    def _finding_mask(self, scan, f: int) -> tuple[np.ndarray, dict]:
+        """Postprocessed mask on the CT grid. Only the box where the probability can reach the threshold is
+        resampled (all components lie inside it, so the official filter gives the same answer); when the
+        answer needs a fallback, which looks at the whole score map, the whole crop is used instead."""
+        threshold = self.package.manifest.threshold
+        prob, box = finding_probability(scan, f, threshold)
+        pp: dict = {}
+        mask_box = postprocess(prob, threshold, info=pp)
+        crop_shape = scan.prepared.crop_shape
+        if pp.get("fallback", "none") != "none" and prob.shape != crop_shape:
+            prob = crop_probability(scan, f)
+            box = tuple(slice(0, n) for n in crop_shape)
+            mask_box = postprocess(prob, threshold, info=pp)
+        del prob
+        mask = np.zeros(scan.prepared.ct_shape, dtype=np.uint8)
+        mask[scan.prepared.crop][box] = mask_box
+        return mask, pp
