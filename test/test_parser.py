@@ -229,6 +229,8 @@ def test_multiplicity(text, multiplicity):
         ("Resolved consolidation in the left lower lobe", True),
         ("The consolidation previously seen has resolved", True),
         ("Nodule in the right lower lobe, unchanged", False),
+        ("No significant change in the right lower lobe nodule", False),
+        ("No new nodules", True),
     ],
 )
 def test_negation_scopes_over_the_finding_after_the_cue(text, negated):

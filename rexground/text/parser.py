@@ -114,7 +114,8 @@ def _is_negated(text: str, hit: _Hit) -> bool:
     before = text[: hit.start]
     breaks = list(vocab.CLAUSE_BREAK.finditer(before))
     clause = before[breaks[-1].end() :] if breaks else before
-    if vocab.NEGATION.search(clause) is not None:
+    cues = list(vocab.NEGATION.finditer(clause))
+    if cues and not vocab.NEGATED_CHANGE.match(clause[cues[-1].end() :]):
         return True
     return vocab.NEGATION_AFTER.search(text[hit.end :]) is not None  # "consolidation has resolved"
 

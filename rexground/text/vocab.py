@@ -196,6 +196,11 @@ NEGATION_AFTER = re.compile(
     r"^[^,;.:]{0,40}?\b(?:(?:has|have) )?(?:resolved|disappeared|regressed completely|no longer (?:seen|visible|present|"
     r"observed|evident)|(?:is|are|was|were) not (?:seen|identified|present|observed|detected|visualized|evident))\b"
 )
+# "no significant change in the nodule", "without interval growth": the cue negates a change, not the finding
+NEGATED_CHANGE = re.compile(
+    r"^\s*(?:(?:significant|interval|appreciable|substantial|notable|definite|further|new)\s+)*"
+    r"(?:change|growth|increase|progression|enlargement|difference|regression)"
+)
 CLAUSE_BREAK = re.compile(r"[;,.:()]|\bbut\b|\bwith\b|\bhowever\b|\bwhich\b")
 UNCERTAINTY = re.compile(
     r"\b(?:possibl[ey]|probabl[ey]|likely|unlikely|suspicious|suspected|suspect|suspicion|questionabl[ey]|"
