@@ -273,6 +273,10 @@ def load_torch_encoder(folder: Path) -> tuple[BertEncoder, dict]:
     config = json.loads((folder / "config.json").read_text())
     if config.get("model_type", "bert") not in ("bert", "roberta", "xlm-roberta", "camembert"):
         raise SystemExit(f"{folder}: model_type {config.get('model_type')!r} is not BERT-style")
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise SystemExit(
+            f"{folder}: position_embedding_type {config['position_embedding_type']!r} is not supported"
+        )
     model = BertEncoder(config)
     model.load_hf_state(read_weights(folder))
     model.eval()
