@@ -130,6 +130,9 @@ def test_side_and_lobes(text, side, lobes):
          ("RLL posterior basal", "LLL posterior basal")),
         ("Consolidation at the posterobasal level of the left lung", ("LLL posterior basal",)),
         ("Opacity in the laterobasal segment of the right middle and lower lobes", ("RLL lateral basal",)),
+        ("Nodules in segments 6 and 10 of the right lower lobe", ("RLL superior", "RLL posterior basal")),
+        ("Consolidation in S1+2 of the left upper lobe", ("LUL apicoposterior",)),
+        ("Ground glass in left S6", ("LLL superior",)),
     ],
 )  # fmt: skip
 def test_segments_are_normalised_per_lobe(text, segments):

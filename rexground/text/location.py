@@ -225,6 +225,44 @@ def _segments_in(lobe: str, descriptors: list[str]) -> list[str]:
     return out
 
 
+# Numbered bronchopulmonary segments (S1-S10, Boyden): number -> segment per side.
+_NUMBERED = {
+    "right": {1: "RUL apical", 2: "RUL posterior", 3: "RUL anterior", 4: "RML lateral", 5: "RML medial",
+              6: "RLL superior", 7: "RLL medial basal", 8: "RLL anterior basal", 9: "RLL lateral basal",
+              10: "RLL posterior basal"},
+    "left": {1: "LUL apicoposterior", 2: "LUL apicoposterior", 3: "LUL anterior", 4: "LUL superior lingular",
+             5: "LUL inferior lingular", 6: "LLL superior", 7: "LLL anteromedial basal",
+             8: "LLL anteromedial basal", 9: "LLL lateral basal", 10: "LLL posterior basal"},
+}  # fmt: skip
+_NUM_ITEM = r"(?:s\s?)?(?:10|[1-9])(?:\s?\+\s?(?:10|[1-9]))?"
+_NUMBERED_SEGMENTS = re.compile(
+    rf"\b(?:segments?\s+(?P<a>{_NUM_ITEM}(?:{_JOIN}{_NUM_ITEM})*)|(?P<b>s(?:10|[1-9])(?:\s?\+\s?(?:10|[1-9]))?))\b"
+    r"(?!\s*(?:mm|cm|\.\d))"
+)
+
+
+def _numbered_segments(text: str, mentions: list[LobeMention], context_sides: set[str]) -> list[str]:
+    """'segments 6 and 10 of the right lower lobe', 'S1+2 of the left upper lobe', 'left S6'."""
+    out: list[str] = []
+    for m in _NUMBERED_SEGMENTS.finditer(text):
+        numbers = [int(n) for n in re.findall(r"10|[1-9]", m.group("a") or m.group("b"))]
+        sides: set[str] = set()
+        after = [lm for lm in mentions if lm.start >= m.end()]
+        before = [lm for lm in mentions if lm.end <= m.start()]
+        if after and _ATTACH_AFTER.match(text[m.end() : after[0].start]):
+            sides = {LOBE_SIDE[lobe] for lobe in after[0].lobes}
+        elif before and _ATTACH_BEFORE.match(text[before[-1].end : m.start()]):
+            sides = {LOBE_SIDE[lobe] for lobe in before[-1].lobes}
+        else:
+            side_word = re.search(r"\b(right|left)\s*$", text[max(0, m.start() - 8) : m.start()])
+            sides = (
+                {side_word.group(1)} if side_word else (context_sides - {"bilateral"}) or {"right", "left"}
+            )
+        for side in sorted(sides):
+            out.extend(_NUMBERED[side][n] for n in numbers if n in _NUMBERED[side])
+    return out
+
+
 def _implied_lobe_level(descriptors: list[str], raw: str) -> str | None:
     """A segment list without a lobe: basal names imply the lower lobe, apical names the upper lobe."""
     if "basal" in raw:
@@ -321,6 +359,8 @@ def read_location(text: str) -> Location:
                 segments.update(_segments_in(lobe, descs))
                 if tail or len(sides) == 1 or "bilateral" in context_sides:
                     sided_lobes.add(lobe)
+
+    segments.update(_numbered_segments(text, mentions, context_sides))
 
     for lm in mentions:
         if lm.lingula_parent:
