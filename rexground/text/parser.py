@@ -188,6 +188,8 @@ def _places(loc) -> int:
     """How many separate places the sentence names: both sides, or several lobes, count as more than one."""
     if loc.side == "bilateral":
         return 2
+    if loc.side == "unspecified":
+        return 1  # lobes without a side are candidates for one place ("the lower lobe"), not several places
     return max(len(loc.lobes), len(loc.segments), 1)
 
 
