@@ -192,3 +192,20 @@ def test_real_tumour_contour_scores_as_expected(real_ct_dir, tmp_path):
     assert f.dice == (2 * inter + 1e-6) / (2 * size + 1e-6) and 0.8 < f.dice < 1.0
     assert f.gt_voxels == size and f.tp == 1 and f.fp == 0
     assert f.distance.tp == 1 and f.distance.matches[0].distance_mm == pytest.approx(3.0, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_phantom_dataset_scores_its_own_ground_truth(tmp_path):
+    """The phantom generator's ReXGroundingCT layout (dataset JSONs, segmentations, CT-RATE tree) read by the
+    evaluator: GT against itself loses only components under 10 voxels, and the spacing comes from the CTs."""
+    pytest.importorskip("rexground.synth.cli")
+    root = tmp_path / "synth"
+    assert main(["synth", "--out", str(root), "--cases", "3", "--seed", "3"]) == 0
+    out = tmp_path / "m.json"
+    argv = ["evaluate", "--gt-dir", str(root / "segmentations"), "--pred-dir", str(root / "segmentations"),
+            "--dataset", str(root / "dataset.json"), "--split", "val", "--ct-dir", str(root / "ct_rate"),
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["n_cases"] >= 1 and doc["summary"]["dice_per_case"] > 0.9 and not doc["errors"]
+    assert doc["distance"]["available"] and all(c["spacing_mm"] for c in doc["cases"])

@@ -114,6 +114,8 @@ def _distance_summary(
     findings: Sequence[FindingResult], reasons: set[str], n_cases_without: int
 ) -> DistanceSummary:
     with_distance = [f for f in findings if f.distance is not None]
+    if not findings:
+        return DistanceSummary(available=False, reason="no finding was scored")
     if not with_distance:
         reason = "; ".join(sorted(reasons)) or "no CT spacing was given (--ct-dir)"
         return DistanceSummary(available=False, reason=reason)
