@@ -422,6 +422,8 @@ def draw_linear(p: Painter, loc: Location, small: bool) -> Drawn:
     count = 1 if loc.kind == "segment" else int(rng.choice([1, 1, 2, 3]))
     count = max(count, len(cover_groups(loc)))
     variant = str(rng.choice(["linear atelectasis", "scarring", "band"], p=[0.5, 0.35, 0.15]))
+    if loc.kind == "apical":
+        variant = "scarring"  # apical linear opacities are scars, not atelectasis
     drawn = Drawn(variant=variant)
     thickness = max(2.0, 1.05 * p.hmax)
     for c in p.sample_points(loc, count, min_dist=30.0):
@@ -555,49 +557,73 @@ def draw_airways(p: Painter, loc: Location, small: bool, kind: str) -> Drawn:
         sub = Location((lobe,), kind="lobe")
         if kind == "wall":
             idx = _bronchi_in(p, sub, 1, 4)
-            p0, p1, r = b.points[b.parent[idx]], b.points[idx], b.radius[idx]
-            lumen = r
-            thick = np.maximum(np.maximum(2.0, 0.9 * p.h), 0.8 * r)
+            tubes = [(b.points[b.parent[idx]], b.points[idx], b.radius[idx], None)]
         else:
             # Bronchiectasis reaches the periphery: follow the artery tree out to its leaves, dilated.
+            # A few candidate subtrees; the one whose lumen is most free of earlier lesions is drawn.
             idx = np.flatnonzero(
                 (arteries.parent >= 0) & (arteries.generation >= 2) & (arteries.lobe == LOBE_LABEL[lobe])
             )
             if len(idx) == 0:
                 continue
-            start = idx[rng.integers(len(idx))]
-            chain = [i for i in idx if _descends_from(arteries.parent, i, start)]
-            off = rng.normal(size=3)
-            off /= np.linalg.norm(off)
-            p0 = arteries.points[arteries.parent[chain]] + off * 4.0
-            p1 = arteries.points[chain] + off * 4.0
-            lumen = np.maximum(np.maximum(2.2 * arteries.radius[chain], 3.0), 0.8 * p.h)
-            thick = np.full(len(chain), max(1.2, 0.5 * p.h))
-        if len(p0) == 0:
+            tubes = []
+            for start in rng.choice(idx, size=min(5, len(idx)), replace=False):
+                chain = [i for i in idx if _descends_from(arteries.parent, i, start)]
+                off = rng.normal(size=3)
+                off /= np.linalg.norm(off)
+                p0 = arteries.points[arteries.parent[chain]] + off * 4.0
+                p1 = arteries.points[chain] + off * 4.0
+                tubes.append((p0, p1, arteries.radius[chain], chain))
+        best = None
+        for p0, p1, radius, chain in tubes:
+            if len(p0) == 0:
+                continue
+            if kind == "wall":
+                lumen = radius
+                thick = np.maximum(np.maximum(2.0, 0.9 * p.h), 0.8 * radius)
+            else:
+                lumen = np.maximum(np.maximum(2.2 * radius, 3.0), 0.8 * p.h)
+                thick = np.full(len(chain), max(1.2, 0.5 * p.h))
+            drawn_tube = _tube_masks(p, p0, p1, lumen, thick)
+            if drawn_tube is None:
+                continue
+            box, inside, wall_mask = drawn_tube
+            allowed = p.allowed(box, sub)
+            score = int((inside & allowed).sum()) if kind != "wall" else int((wall_mask & allowed).sum())
+            if best is None or score > best[0]:
+                best = (score, box, inside, wall_mask, allowed)
+        if best is None:
             continue
-        lo = np.minimum(p0, p1).min(axis=0) - 12
-        hi = np.maximum(p0, p1).max(axis=0) + 12
-        box = p.grid.box(lo, hi)
-        if box is None:
-            continue
-        Z, Y, X = p.coords(box)
-        shape = np.broadcast_shapes(Z.shape, Y.shape, X.shape)
-        inside = np.zeros(shape, dtype=bool)
-        wall_mask = np.zeros(shape, dtype=bool)
-        for a, c, rl, t in zip(p0, p1, lumen, thick, strict=True):
-            d = _seg_dist(Z, Y, X, a, c)
-            inside |= d <= rl
-            wall_mask |= (d > rl) & (d <= rl + t)
-        wall_mask &= ~inside
-        allowed = p.allowed(box, sub)
+        _, box, inside, wall_mask, allowed = best
         if kind == "wall":
             mask = wall_mask & allowed & ~p.chest.airway[box]
             value = np.float32(rng.uniform(20, 50))
         else:
             mask = (wall_mask | inside) & allowed
+            if (inside & mask).sum() < 0.3 * mask.sum():
+                continue  # too little lumen left free to read as a dilated airway
             value = np.where(inside, AIR + 20, rng.uniform(10, 40)).astype(np.float32)
         p.commit(drawn, box, mask, value)
     return drawn
+
+
+def _tube_masks(p: Painter, p0, p1, lumen, thick):
+    """(box, lumen mask, wall ring mask) of a chain of tubes."""
+    lo = np.minimum(p0, p1).min(axis=0) - 12
+    hi = np.maximum(p0, p1).max(axis=0) + 12
+    box = p.grid.box(lo, hi)
+    if box is None:
+        return None
+    Z, Y, X = p.coords(box)
+    shape = np.broadcast_shapes(Z.shape, Y.shape, X.shape)
+    inside = np.zeros(shape, dtype=bool)
+    wall_mask = np.zeros(shape, dtype=bool)
+    for a, c, rl, t in zip(p0, p1, lumen, thick, strict=True):
+        d = _seg_dist(Z, Y, X, a, c)
+        inside |= d <= rl
+        wall_mask |= (d > rl) & (d <= rl + t)
+    wall_mask &= ~inside
+    return box, inside, wall_mask
 
 
 def _descends_from(parent: np.ndarray, node: int, ancestor: int) -> bool:
@@ -787,7 +813,7 @@ def plan_location(cat: str, rng: np.random.Generator, free: set[str], available:
                 segs = [s for s in SEGMENTS if s[0] == lobe]
                 seg = segs[rng.integers(len(segs))]
                 return Location((lobe,), seg, kind="segment")
-            zones = ("subpleural",) if cat in ("2d", "2c") and rng.random() < 0.15 else ()
+            zones = _lobe_zone(cat, rng)
             if (cand := _named(Location((lobe,), zones=zones, kind="lobe"), free)) is not None:
                 return cand
         if kind == "lobes":
@@ -819,6 +845,24 @@ def plan_location(cat: str, rng: np.random.Generator, free: set[str], available:
                 zones = ("basal", "subpleural") if cat in ("2f", "1d") else ("basal",)
                 return Location(opts[rng.integers(len(opts))], zones=zones, kind="basal")
     return None
+
+
+# Zones a single-lobe location of each category may add, with their chances.
+LOBE_ZONES: dict[str, tuple[tuple[str, float], ...]] = {
+    "2d": (("subpleural", 0.15),),
+    "2c": (("subpleural", 0.15), ("central", 0.08), ("dependent", 0.07)),
+    "2b": (("dependent", 0.2), ("subpleural", 0.1)),
+    "2a": (("subpleural", 0.15),),
+}
+
+
+def _lobe_zone(cat: str, rng: np.random.Generator) -> tuple[str, ...]:
+    r = rng.random()
+    for zone, chance in LOBE_ZONES.get(cat, ()):
+        if r < chance:
+            return (zone,)
+        r -= chance
+    return ()
 
 
 def _named(loc: Location, free: set[str]) -> Location | None:

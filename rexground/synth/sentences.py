@@ -97,6 +97,22 @@ def location_phrase(loc: Location, rng: np.random.Generator) -> str:
                     f"in the peripheral {_lobe_name(names[0], rng)}",
                 ],
             )
+        if "dependent" in loc.zones:
+            return _pick(
+                rng,
+                [
+                    f"in the dependent portion of the {_lobe_name(names[0], rng)}",
+                    f"in the posterior {_lobe_name(names[0], rng)}",
+                ],
+            )
+        if "central" in loc.zones:
+            return _pick(
+                rng,
+                [
+                    f"in the perihilar region of the {_lobe_name(names[0], rng)}",
+                    f"centrally in the {_lobe_name(names[0], rng)}",
+                ],
+            )
         return f"in the {_lobe_name(names[0], rng)}"
     if loc.kind == "lobes":
         pair = tuple(names)
