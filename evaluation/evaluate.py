@@ -81,11 +81,11 @@ class Predictions(RootModel[tuple[Job, ...]]):
 
 
 def _stem(name: str) -> str:
-    lower = name.lower()
-    for suffix in IMAGE_SUFFIXES:
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    """The scan name without its image suffix ("x.mha" and "x.nii.gz" are the same scan)."""
+    from rexground.io import image_suffix
+
+    suffix = image_suffix(name)
+    return name[: -len(suffix)] if suffix else name
 
 
 def _norm(text: str) -> str:
@@ -113,7 +113,11 @@ def job_mask_file(input_path: Path, job: Job) -> Path | None:
     )
     if folder.is_file():
         return folder
-    files = sorted(p for p in folder.glob("*") if _stem(p.name) != p.name) if folder.is_dir() else []
+    files = (
+        sorted(p for p in folder.glob("*") if p.name.lower().endswith(IMAGE_SUFFIXES))
+        if folder.is_dir()
+        else []
+    )
     return files[0] if files else None
 
 

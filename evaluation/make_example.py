@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from rexground.geometry import image_from_raw_array
+
 SHAPE = (20, 18, 12)  # raw (i, j, k)
 SPACING = (0.8, 0.8, 2.0)
 EPS = 1e-6
@@ -47,21 +49,22 @@ EXPECTED = {
 }
 
 
-def _raw_image(raw: np.ndarray, vector: bool = False) -> sitk.Image:
-    """A raw-order array as a SimpleITK image (channels first -> vector components)."""
-    if vector:
-        image = sitk.GetImageFromArray(np.ascontiguousarray(raw.transpose(3, 2, 1, 0)), isVector=True)
+def _write_mask(path: Path, raw: np.ndarray) -> None:
+    """A job output as inference.py writes it: the CT's geometry (here an identity direction and SPACING);
+    (F, H, W, D) raw channels become F components per voxel."""
+    from rexground.geometry import Geometry
+    from rexground.io import write_mask
+    from rexground.predictor import write_vector_mask
+
+    spatial = raw.shape[-3:]
+    geometry = Geometry(
+        size=spatial, spacing=SPACING, origin=(0.0, 0.0, 0.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)
+    )
+    canonical = geometry.to_canonical(raw)
+    if raw.ndim == 4:
+        write_vector_mask(path, canonical, geometry)
     else:
-        image = sitk.GetImageFromArray(np.ascontiguousarray(raw.transpose()))
-    return image
-
-
-def _write_mask(path: Path, raw: np.ndarray, vector: bool = False) -> None:
-    """A job output: the CT's geometry (spacing) is copied, as inference.py does."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = _raw_image(raw, vector)
-    image.SetSpacing(SPACING)
-    sitk.WriteImage(image, str(path), useCompression=True)
+        write_mask(path, canonical, geometry)
 
 
 def _job(pk: str, ct_name: str, finding, status: str = "Succeeded") -> dict:
@@ -105,7 +108,7 @@ def write_example(out: str | Path) -> dict:
 
     for name, gt in (("case_a.nii.gz", gt_a), ("case_b.nii.gz", gt_b), ("case_c.nii.gz", gt_c)):
         # identity header, like the challenge's labels
-        sitk.WriteImage(_raw_image(gt), str(seg_dir / name), useCompression=True)
+        sitk.WriteImage(image_from_raw_array(gt), str(seg_dir / name), useCompression=True)
     findings_a = ["Two nodules in the right lower lobe.", "Ground-glass opacity in the left upper lobe."]
     dataset = {
         "test": [
@@ -121,9 +124,7 @@ def write_example(out: str | Path) -> dict:
         _job("0b6e8a52-job-a", "case_a.mha", findings_a),
         _job("5d1f0c3e-job-b", "case_b.mha", "  Nodule in the   lingula."),
     ]
-    _write_mask(
-        inp / jobs[0]["pk"] / "output" / "images" / "finding-segmentation" / "output.mha", pred_a, True
-    )
+    _write_mask(inp / jobs[0]["pk"] / "output" / "images" / "finding-segmentation" / "output.mha", pred_a)
     _write_mask(inp / jobs[1]["pk"] / "output" / "images" / "finding-segmentation" / "output.mha", gt_b[0])
     (inp / "predictions.json").write_text(json.dumps(jobs, indent=1))
     (out / "expected.json").write_text(json.dumps(EXPECTED, indent=1))

@@ -36,9 +36,10 @@ class Expected(BaseModel):
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
+    from rexground.metrics import dice_score
+
     a, b = a > 0, b > 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+    return dice_score(int(np.logical_and(a, b).sum()), int(a.sum()), int(b.sum()))
 
 
 def check(
