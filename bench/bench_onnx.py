@@ -83,6 +83,36 @@ def build_package(out: Path, patch, spacing, preset: str) -> Path:
     return out
 
 
+def mac_split(preset: str, patch, in_channels: int, query_dim: int) -> tuple[float, float]:
+    """Multiply-accumulates per tile of the encoder and of one decoder pass (convolutions and linears)."""
+    import torch
+    from torch import nn
+
+    from rexground.train.config import NetConfig
+    from rexground.train.network import GroundingNet
+
+    net = GroundingNet(NetConfig.tiny() if preset == "tiny" else NetConfig.real()).eval()
+    total = [0.0]
+
+    def hook(module, inputs, output):
+        k = float(np.prod(module.kernel_size)) if hasattr(module, "kernel_size") else 1.0
+        if isinstance(module, nn.ConvTranspose3d):
+            total[0] += inputs[0].numel() * module.out_channels * k / module.groups
+        elif isinstance(module, nn.Conv3d):
+            total[0] += output.numel() * module.in_channels * k / module.groups
+        elif isinstance(module, nn.Linear):
+            total[0] += output.numel() * module.in_features
+
+    for m in net.modules():
+        if isinstance(m, nn.Conv3d | nn.ConvTranspose3d | nn.Linear):
+            m.register_forward_hook(hook)
+    with torch.inference_mode():
+        feats = net.encode_image(torch.zeros(1, in_channels, *patch))
+        enc = total[0]
+        net.decode(*feats, torch.zeros(1, net.config.text_dim), torch.zeros(1, query_dim))
+    return enc, total[0] - enc
+
+
 def bench_tiles(package_dir: Path, preset: str, batch: int, reps: int) -> dict:
     import torch
 
@@ -184,6 +214,12 @@ def main() -> int:
         t0 = time.perf_counter()
         pkg = build_package(Path(tmp) / "model", args.patch, args.spacing, args.preset)
         export_s = time.perf_counter() - t0
+        from rexground.model_package import load_package
+
+        manifest = load_package(pkg).manifest
+        enc_macs, dec_macs = mac_split(
+            args.preset, args.patch, len(manifest.input_channels), manifest.query_feature_dim
+        )
         tiles = bench_tiles(pkg, args.preset, args.batch, args.reps)
         findings = bench_findings(pkg, tuple(args.scan), (1.0, 0.7, 0.7), max(1, args.reps // 2))
         memory = None
@@ -201,7 +237,10 @@ def main() -> int:
           f"{tuple(args.spacing)} mm, batch {args.batch}; {os.cpu_count()} CPU cores, load average "
           f"{os.getloadavg()[0]:.1f}; onnxruntime {ort.__version__}, torch {torch.__version__}; "
           f"export + parity {export_s:.1f} s")  # fmt: skip
+    predicted = (enc_macs + 3 * dec_macs) / (enc_macs + dec_macs)
     rows = [
+        ("encoder / decoder GMAC per tile", f"{enc_macs / 1e9:.2f} / {dec_macs / 1e9:.2f}", ""),
+        ("3/1 findings bound from MACs (E+3D)/(E+D)", f"{predicted:.2f}x", ""),
         ("tile batch, torch eager (enc + 1 dec)", f"{tiles['torch_s'] * 1000:.1f} ms", ""),
         ("tile batch, onnxruntime CPU (enc + 1 dec)", f"{tiles['onnx_s'] * 1000:.1f} ms", ""),
         ("onnxruntime speed-up over torch", f"{tiles['speedup']:.2f}x", "PASS" if tiles["speedup"] >= 1.3 else "FAIL (>= 1.3x)"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rexground.infer.onnx_session import Conditions
-from rexground.infer.preprocess import PreparedVolume, prepare, sigmoid_, to_crop_grid
+from rexground.infer.preprocess import PreparedVolume, above_threshold_box, prepare, sigmoid_, to_crop_grid
 from rexground.infer.sliding_window import TileBackend, predict_logits
 from rexground.model_package import Manifest
 
@@ -56,6 +56,19 @@ def run_network(
 def crop_probability(scan: ScanLogits, finding: int) -> np.ndarray:
     """Finding ``finding``'s probability (float32) on the CT crop's grid (``scan.prepared.crop``)."""
     return sigmoid_(to_crop_grid(scan.logits[finding], scan.prepared))
+
+
+def finding_probability(
+    scan: ScanLogits, finding: int, threshold: float
+) -> tuple[np.ndarray, tuple[slice, slice, slice]]:
+    """Probability on the smallest box of the crop grid that holds every voxel at or above ``threshold``
+    (the whole crop when none is). Returns (probability, box within the crop)."""
+    logits = scan.logits[finding]
+    shape = scan.prepared.crop_shape
+    box = above_threshold_box(logits, shape, logit_of(threshold))
+    if box is None:
+        box = tuple(slice(0, n) for n in shape)  # type: ignore[assignment]
+    return sigmoid_(to_crop_grid(logits, scan.prepared, box)), box  # type: ignore[return-value]
 
 
 def logit_of(threshold: float) -> float:

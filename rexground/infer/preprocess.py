@@ -125,12 +125,68 @@ def prepare(
     )
 
 
-def to_crop_grid(logits: np.ndarray, prepared: PreparedVolume) -> np.ndarray:
-    """One finding's (Z, Y, X) logits at the model spacing -> float32 logits on the CT crop's exact grid."""
-    return resample_zyx(
-        np.asarray(logits, dtype=np.float32), prepared.model_spacing, prepared.ct_spacing, order=1,
-        shape=prepared.crop_shape,
-    )  # fmt: skip
+def _axis_taps(n_in: int, n_out: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # Output voxel i samples input coordinate (i + 0.5) * n_in / n_out - 0.5 (voxel edges aligned, as
+    # ``resample_zyx``'s grid_mode zoom does), clamped to the edge voxels (its mode="nearest").
+    i = np.arange(lo, hi, dtype=np.float64)
+    c = np.clip((i + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    i0 = np.floor(c).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (c - i0).astype(np.float32)
+
+
+def linear_resize(
+    array: np.ndarray, out_shape: Sequence[int], box: tuple[slice, ...] | None = None
+) -> np.ndarray:
+    """``resample_zyx(array, ..., order=1, shape=out_shape)[box]`` (equal up to float32 rounding), computed
+    axis by axis and only for ``box``: about ten times faster than ``ndimage.zoom`` on a whole crop, and
+    a finding's small box costs next to nothing."""
+    out = np.asarray(array, dtype=np.float32)
+    box = box or tuple(slice(0, int(n)) for n in out_shape)
+    for axis in range(3):
+        i0, i1, w = _axis_taps(out.shape[axis], int(out_shape[axis]), box[axis].start, box[axis].stop)
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        lo = np.take(out, i0, axis=axis)
+        hi = np.take(out, i1, axis=axis)
+        hi -= lo
+        hi *= w.reshape(shape)
+        lo += hi
+        out = lo
+    return out
+
+
+def above_threshold_box(
+    logits: np.ndarray, out_shape: Sequence[int], threshold_logit: float, margin: float = 1e-3
+) -> tuple[slice, slice, slice] | None:
+    """The part of the output grid where ``linear_resize(logits, out_shape)`` can reach ``threshold_logit``.
+
+    A linearly interpolated value is a convex combination of its 8 input neighbours, so it can only reach
+    the threshold where a neighbour does: the output voxels whose neighbours along some axis all lie
+    outside the input box of voxels at or above ``threshold_logit - margin`` are below it. None when no
+    input voxel is (the finding then needs the whole map for its fallback).
+    """
+    above = logits >= threshold_logit - margin
+    if not above.any():
+        return None
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(above.any(axis=other))
+        a, b = int(idx[0]), int(idx[-1])
+        r = int(out_shape[axis]) / logits.shape[axis]
+        lo = max(0, int(np.floor((a - 1.5) * r)) - 1)
+        hi = min(int(out_shape[axis]), int(np.ceil((b + 1.5) * r)) + 1)
+        box.append(slice(lo, hi))
+    return tuple(box)  # type: ignore[return-value]
+
+
+def to_crop_grid(
+    logits: np.ndarray, prepared: PreparedVolume, box: tuple[slice, ...] | None = None
+) -> np.ndarray:
+    """One finding's (Z, Y, X) logits at the model spacing -> float32 logits on the CT crop's exact grid
+    (or on ``box`` of it)."""
+    return linear_resize(logits, prepared.crop_shape, box)
 
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:

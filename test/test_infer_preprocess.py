@@ -1,0 +1,113 @@
+"""Preprocessing for the network and the way back onto the CT grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rexground.infer.preprocess import (
+    above_threshold_box,
+    air_value,
+    body_box,
+    linear_resize,
+    normalise,
+    paste,
+    prepare,
+    sigmoid_,
+)
+from rexground.io import resample_zyx
+from rexground.model_package import IntensityNormalisation
+
+NORM = IntensityNormalisation(clip_min=-1000.0, clip_max=1000.0, mean=-300.0, std=500.0)
+
+
+def chest(shape=(40, 60, 70)) -> np.ndarray:
+    z, y, x = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij")
+    hu = np.full(shape, -1000, np.int16)
+    hu[((y / 0.5) ** 2 + (x / 0.6) ** 2 < 1) & (np.abs(z) < 0.8)] = 40
+    hu[(y**2 + x**2) > 1] = -2048
+    return hu
+
+
+def test_padding_is_clipped_before_normalising():
+    hu = np.array([-8192, -2048, -1024, -1000, 0, 5000], np.float32)
+    from rexground.io import clip_padding
+
+    out = normalise(clip_padding(hu), NORM)
+    assert out[0] == out[1] == out[2] == out[3] == pytest.approx((-1000 + 300) / 500)
+    assert out[-1] == pytest.approx((1000 + 300) / 500)
+    assert air_value(NORM) == pytest.approx((-1000 + 300) / 500)
+
+
+def test_body_box_crops_air_and_keeps_the_body():
+    hu = chest()
+    box = body_box(hu, (2.0, 1.0, 1.0), margin_mm=4.0)
+    body = hu > -500
+    inside = np.zeros_like(body)
+    inside[box] = True
+    assert body[~inside].sum() == 0  # nothing of the body is cut
+    assert inside.sum() < 0.7 * inside.size  # and the air around it is
+    empty = np.full((10, 12, 14), -1000, np.int16)
+    assert body_box(empty, (1, 1, 1)) == (slice(0, 10), slice(0, 12), slice(0, 14))
+
+
+def test_prepare_resamples_the_crop_and_pads_with_air():
+    hu = chest()
+    lungs = (hu == -1000).astype(np.uint8)
+    p = prepare(hu, (2.0, 1.0, 1.0), target_spacing=(4.0, 2.0, 2.0), norm=NORM, channels=("ct", "lungs"),
+                anatomy={"lungs": lungs})  # fmt: skip
+    crop = p.crop_shape
+    assert p.image.shape == (2, round(crop[0] / 2), round(crop[1] / 2), round(crop[2] / 2))
+    assert p.image.dtype == np.float32 and set(np.unique(p.image[1])) <= {0.0, 1.0}
+    assert p.image[0].min() >= air_value(NORM) - 1e-6  # -2048 padding became air, not below it
+    assert p.pad_values == (pytest.approx(air_value(NORM)), 0.0)
+    with pytest.raises(KeyError, match="lungs"):
+        prepare(hu, (2.0, 1.0, 1.0), target_spacing=(4.0, 2.0, 2.0), norm=NORM, channels=("ct", "lungs"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.tuples(*[st.integers(2, 12)] * 3),
+    st.tuples(*[st.floats(0.3, 4.0)] * 3),
+    st.integers(0, 10_000),
+)
+def test_linear_resize_equals_resample_zyx(src, factors, seed):
+    out_shape = tuple(max(1, round(s * f)) for s, f in zip(src, factors, strict=True))
+    a = np.random.default_rng(seed).normal(size=src).astype(np.float32)
+    ref = resample_zyx(a, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), order=1, shape=out_shape)
+    np.testing.assert_allclose(linear_resize(a, out_shape), ref, atol=2e-6)
+    box = tuple(slice(s // 3, max(s // 3 + 1, 2 * s // 3)) for s in out_shape)
+    np.testing.assert_allclose(linear_resize(a, out_shape, box), ref[box], atol=2e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.tuples(*[st.integers(2, 10)] * 3),
+    st.tuples(*[st.floats(0.4, 3.5)] * 3),
+    st.integers(0, 10_000),
+    st.floats(-1.0, 2.5),
+)
+def test_above_threshold_box_holds_every_voxel_above(src, factors, seed, thr):
+    out_shape = tuple(max(1, round(s * f)) for s, f in zip(src, factors, strict=True))
+    logits = np.random.default_rng(seed).normal(size=src).astype(np.float32)
+    full = linear_resize(logits, out_shape)
+    box = above_threshold_box(logits, out_shape, thr)
+    if box is None:
+        assert not (full >= thr).any()
+        return
+    outside = np.ones(out_shape, bool)
+    outside[box] = False
+    assert not (full[outside] >= thr).any()
+
+
+def test_sigmoid_in_place_and_paste():
+    x = np.array([-1000.0, -1.0, 0.0, 1.0, 1000.0], np.float32)
+    y = sigmoid_(x)
+    assert y is x
+    np.testing.assert_allclose(y, [0.0, 1 / (1 + np.e), 0.5, 1 / (1 + np.exp(-1)), 1.0], rtol=1e-6)
+    hu = chest()
+    p = prepare(hu, (2.0, 1.0, 1.0), target_spacing=(4.0, 4.0, 4.0), norm=NORM)
+    back = paste(np.ones(p.crop_shape, np.uint8), p)
+    assert back.shape == hu.shape and back.sum() == np.prod(p.crop_shape)
