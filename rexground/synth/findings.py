@@ -475,17 +475,46 @@ def _pleural_region(p: Painter, side: str, kind: str, depth: float):
     return box, region
 
 
+def _pleural_plaque(p: Painter, side: str, thickness: float):
+    """A patch of thickened pleura: lung of ``side`` within ``thickness`` mm of the costal wall, around a
+    subpleural point (posterior or lateral, where thickening is usually seen)."""
+    names = RIGHT_LOBES if side == "right" else LEFT_LOBES
+    sub = Location(tuple(n for n in names if n in p.model.lobe_points), zones=("subpleural",))
+    pts = p.sample_points(sub, 1, extra=lambda mm: mm[:, 1] > -0.2 * p.model.cav_ay)
+    if len(pts) == 0:
+        return None, None
+    centre = pts[0]
+    box, patch = p.blob(centre, p.rng.uniform(18, 35), irregular=0.25)
+    if box is None:
+        return None, None
+    Z, Y, X = p.coords(box)
+    m = p.model
+    shell = m.cavity_radius(Z, Y, X) > 1.0 - thickness / min(m.cav_ax, m.cav_ay)
+    region = patch & shell & p.allowed(box, sub)
+    return box, region
+
+
 def draw_pleural(p: Painter, loc: Location, small: bool, kind: str) -> Drawn:
     rng = p.rng
+    if kind == "effusion" and rng.random() < 0.2:
+        kind = "thickening"
     drawn = Drawn(variant=kind)
     sides = ["right", "left"] if loc.side == "bilateral" else [loc.side]
     for side in sides:
         depth = rng.uniform(12, 55) if kind == "effusion" else rng.uniform(10, 35)
         depth = max(depth, 2.5 * p.hmax)
-        box, region = _pleural_region(p, side, kind, depth)
+        if kind == "thickening":
+            depth = max(rng.uniform(3, 8), 1.2 * p.hmax)
+            box, region = _pleural_plaque(p, side, depth)
+        else:
+            box, region = _pleural_region(p, side, kind, depth)
+        if box is None:
+            continue
         if not region.any():
             continue
-        value = FLUID + rng.uniform(-8, 10) if kind == "effusion" else AIR + 8
+        value = {"effusion": FLUID + rng.uniform(-8, 10), "thickening": rng.uniform(25, 50)}.get(
+            kind, AIR + 8
+        )
         p.commit(drawn, box, region, value + p.texture(region.shape, 3.0, 4.0))
         # The pleural space is no longer lung.
         p.lobes[box][region] = 0

@@ -433,6 +433,18 @@ def describe(cat: str, loc: Location, drawn: Drawn, rng: np.random.Generator) ->
     if cat in ("2e", "2g"):
         side = loc.side
         depth = sizes[0] if sizes else 0
+        if cat == "2e" and drawn.variant == "thickening":
+            if side == "bilateral":
+                return _pick(rng, ["Bilateral pleural thickening", "Pleural thickening on both sides"])
+            return _pick(
+                rng,
+                [
+                    f"{side.capitalize()} pleural thickening",
+                    f"Focal pleural thickening on the {side}",
+                    f"Pleural thickening in the {side} hemithorax",
+                    f"{side.capitalize()}-sided pleural thickening, {round(depth)} mm",
+                ],
+            )
         if cat == "2e":
             amount = (
                 "Minimal"
