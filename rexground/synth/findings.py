@@ -526,9 +526,18 @@ def draw_pleural(p: Painter, loc: Location, small: bool, kind: str) -> Drawn:
 def draw_honeycombing(p: Painter, loc: Location, small: bool) -> Drawn:
     rng = p.rng
     drawn = Drawn(variant="honeycombing")
+    m = p.model
+    wall = 1.0 - 15.0 / min(m.cav_ax, m.cav_ay)
+
+    def costal(mm: np.ndarray) -> np.ndarray:
+        return (mm[:, 1] > -0.1 * m.cav_ay) & (m.cavity_radius(mm[:, 0], mm[:, 1], mm[:, 2]) > wall)
+
     for lobe in loc.lobes:
         sub = Location((lobe,), zones=("subpleural", "basal"), kind="lobe")
-        pts = p.sample_points(sub, 1)
+        # Honeycombing sits under the posterior and lateral costal pleura of the bases.
+        pts = p.sample_points(sub, 1, extra=costal)
+        if len(pts) == 0:
+            pts = p.sample_points(sub, 1)
         if len(pts) == 0:
             pts = p.sample_points(Location((lobe,), zones=("subpleural",)), 1)
         if len(pts) == 0:
