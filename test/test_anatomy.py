@@ -14,7 +14,9 @@ SHAPE = (56, 240, 300)
 
 def _ellipsoid(shape, spacing, centre_mm, semi_mm):
     zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    q = sum(((g * s - c) / a) ** 2 for g, s, c, a in zip((zz, yy, xx), spacing, centre_mm, semi_mm, strict=True))
+    q = sum(
+        ((g * s - c) / a) ** 2 for g, s, c, a in zip((zz, yy, xx), spacing, centre_mm, semi_mm, strict=True)
+    )
     return q <= 1.0
 
 
@@ -31,7 +33,9 @@ def make_chest(lung_gap_mm: float = 30.0, hilar_mass: bool = False, seed: int = 
     xx = np.arange(nx)[None, None, :] * sx
     body = (((yy - cy) / 95.0) ** 2 + ((xx - cx) / 135.0) ** 2 <= 1.0) & np.ones((nz, 1, 1), bool)
     hu[body] = 40.0
-    table = (yy > cy + 95.0 + 6.0) & (yy < cy + 95.0 + 16.0) & (np.abs(xx - cx) < 140) & np.ones((nz, 1, 1), bool)
+    table = (
+        (yy > cy + 95.0 + 6.0) & (yy < cy + 95.0 + 16.0) & (np.abs(xx - cx) < 140) & np.ones((nz, 1, 1), bool)
+    )
     hu[table] = 300.0
     lung_half = 55.0
     zc = nz * sz * 0.45
@@ -47,7 +51,9 @@ def make_chest(lung_gap_mm: float = 30.0, hilar_mass: bool = False, seed: int = 
     bronchi = np.zeros(SHAPE, bool)
     for sign in (-1, 1):
         for t in np.linspace(0, 1, 60):
-            p = np.array([carina_z - 30 * t, cy - 20 + 10 * t, cx + sign * (lung_gap_mm / 2 + lung_half * 0.6) * t])
+            p = np.array(
+                [carina_z - 30 * t, cy - 20 + 10 * t, cx + sign * (lung_gap_mm / 2 + lung_half * 0.6) * t]
+            )
             bronchi |= (zz - p[0]) ** 2 + (yy - p[1]) ** 2 + (xx - p[2]) ** 2 <= 6.0**2
     airways = (trachea | bronchi) & body
     hu[airways] = -1000.0
@@ -59,7 +65,13 @@ def make_chest(lung_gap_mm: float = 30.0, hilar_mass: bool = False, seed: int = 
     hu += rng.normal(0, 15, SHAPE).astype(np.float32)
     hu[~(body | table)] = -1024.0
     hu[:, :, :3] = -2048.0  # scanner padding must not matter
-    truth = {"body": body, "right": right & ~airways & ~mass, "left": left & ~airways, "airways": airways, "mass": mass}
+    truth = {
+        "body": body,
+        "right": right & ~airways & ~mass,
+        "left": left & ~airways,
+        "airways": airways,
+        "mass": mass,
+    }
     return hu.astype(np.int16), truth
 
 
@@ -146,7 +158,9 @@ def test_zones_are_where_their_names_say(chest):
         an, po = anat.zone("anterior", side), anat.zone("posterior", side)
         assert (an * y).sum() / an.sum() < (po * y).sum() / po.sum()
         assert anat.zone("dependent", side).sum() < po.sum()
-        assert (anat.zone("subpleural", side) & anat.zone("central", side)).sum() < 0.05 * anat.zone("central", side).sum()
+        assert (anat.zone("subpleural", side) & anat.zone("central", side)).sum() < 0.05 * anat.zone(
+            "central", side
+        ).sum()
     for name in ZONE_NAMES:
         m = anat.zone(name, "bilateral")
         assert m.shape == anat.shape and m.dtype == bool and m.any(), name

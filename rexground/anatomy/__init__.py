@@ -162,7 +162,10 @@ class Anatomy:
         return out
 
     def region(
-        self, side: str = "unspecified", lobes: tuple[str, ...] | list[str] = (), zones: tuple[str, ...] | list[str] = ()
+        self,
+        side: str = "unspecified",
+        lobes: tuple[str, ...] | list[str] = (),
+        zones: tuple[str, ...] | list[str] = (),
     ) -> np.ndarray:
         """Where a finding with this place may be: the union of ``lobes`` (or the side's lung envelope when no
         lobe is named), restricted to ``side``, intersected with every zone in ``zones``.
@@ -227,7 +230,9 @@ def compute_anatomy(ct, working_spacing_mm: float = DEFAULT_WORKING_SPACING_MM) 
 
 
 def compute_anatomy_from_array(
-    hu_zyx: np.ndarray, spacing_zyx: tuple[float, float, float], working_spacing_mm: float = DEFAULT_WORKING_SPACING_MM
+    hu_zyx: np.ndarray,
+    spacing_zyx: tuple[float, float, float],
+    working_spacing_mm: float = DEFAULT_WORKING_SPACING_MM,
 ) -> Anatomy:
     """Anatomy of a canonical (z, y, x) HU array (any dtype; padding below -1024 is clipped)."""
     hu_zyx = np.asarray(hu_zyx)
@@ -262,12 +267,13 @@ def compute_anatomy_from_array(
     pleural = _envelopes.pleural_envelope(hu, body, env_r, env_l, medi, sp)
     lap("envelopes")
     lobes = _lobes.lobe_map(env_r, env_l)
-    hilum_r = _zones.hilum_point(env_r, airways, sp)
-    hilum_l = _zones.hilum_point(env_l, airways, sp)
+    carina = _airways.carina_z(airways, sp)
+    hilum_r = _zones.hilum_point(env_r, airways, sp, carina)
+    hilum_l = _zones.hilum_point(env_l, airways, sp, carina)
     lap("lobes")
     info = {
         "split": split_method,
-        "airways": airway_info,
+        "airways": {**airway_info, "carina_z": carina},
         "cpu_seconds": timings,
         "lung_ml": {
             "right": float(right.sum() * np.prod(sp) / 1000.0),

@@ -21,7 +21,9 @@ _LEAK_MIN_ML = 80.0  # below this a doubling is the growth reaching the bronchi,
 _TUBE_SLICES_MM = 12.0  # the seed must continue as a tube for this length below it
 
 
-def _slice_candidates(air2d: np.ndarray, body2d: np.ndarray, spacing_yx: tuple[float, float]) -> list[np.ndarray]:
+def _slice_candidates(
+    air2d: np.ndarray, body2d: np.ndarray, spacing_yx: tuple[float, float]
+) -> list[np.ndarray]:
     """2D components of one axial slice that look like the trachea's lumen."""
     if not body2d.any():
         return []
@@ -55,7 +57,9 @@ def _slice_candidates(air2d: np.ndarray, body2d: np.ndarray, spacing_yx: tuple[f
     return found
 
 
-def find_trachea_seed(hu: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray | None:
+def find_trachea_seed(
+    hu: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float]
+) -> np.ndarray | None:
     """A few voxels inside the trachea near the top of the scan, or None if no trachea is in view."""
     nz = hu.shape[0]
     air = hu < AIR_SEED_HU
@@ -114,3 +118,24 @@ def airway_mask(
     if best is None:
         return empty, {"found": 0.0}
     return best, {"found": 1.0, "threshold_hu": best_t, "volume_ml": float(best.sum() * voxel_ml)}
+
+
+def carina_z(airways: np.ndarray, spacing) -> int | None:
+    """The highest axial slice where the airway tree has split into two large branches side by side (the
+    main bronchi), or None. Small side branches (under a fifth of the larger part's area) do not count."""
+    zs = np.flatnonzero(airways.any(axis=(1, 2)))
+    if zs.size == 0:
+        return None
+    for z in zs[::-1]:
+        labels, n = ndimage.label(airways[z])
+        if n < 2:
+            continue
+        sizes = np.bincount(labels.ravel())[1:]
+        order = np.argsort(-sizes)
+        if sizes[order[1]] * 5 < sizes[order[0]]:
+            continue
+        xa = np.nonzero(labels == order[0] + 1)[1].mean()
+        xb = np.nonzero(labels == order[1] + 1)[1].mean()
+        if abs(xa - xb) * spacing[2] >= 10.0:  # two lumina at least 1 cm apart left-right
+            return int(z)
+    return None

@@ -16,14 +16,15 @@ Mediastinum (approximate, per axial slice): between the two lungs, i.e. the voxe
 borders on the same row, or between the two lungs' medial-most columns on rows that lack one lung.
 
 Pleural envelope: the thoracic cage (per-slice convex hull of both lungs and of the bone within 25 mm of
-them, i.e. ribs, spine and sternum, not the arms) within 60 mm of a lung, minus the lungs' cores (3 mm
-inside their envelope) and the mediastinum. Fluid and free air collect there; the ribs and intercostal
+them, i.e. ribs, spine and sternum, not the arms) within 60 mm of a lung, minus the lungs' cores (two
+in-plane voxels, ~3 mm, inside their envelope) and the mediastinum. Fluid and free air collect there; the ribs and intercostal
 muscles are inside it, so engines still need density (fluid 0-30 HU, air below -900 HU) to find either.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from . import morphology as mm
 
@@ -31,7 +32,8 @@ _CLOSE_MM = 25.0
 BONE_HU = 180.0
 _BONE_NEAR_LUNG_MM = 25.0
 _PLEURAL_REACH_MM = 60.0
-_CORE_DEPTH_MM = 3.0
+_CROSS = ndimage.generate_binary_structure(2, 1)[None]  # in-plane cross: the rim is kept in each slice
+_CORE_STEPS = 2
 
 
 def lung_envelope_side(lung: np.ndarray, spacing) -> np.ndarray:
@@ -93,5 +95,5 @@ def pleural_envelope(
     near = mm.dilate_coarse(lungs_env, _PLEURAL_REACH_MM, spacing)
     bone = (hu > BONE_HU) & body & mm.dilate_coarse(lungs_env, _BONE_NEAR_LUNG_MM, spacing)
     cage = mm.convex_hull_per_slice(bone | lungs_env) & body
-    core = mm.erode(lungs_env, _CORE_DEPTH_MM, spacing)
+    core = ndimage.binary_erosion(lungs_env, _CROSS, iterations=_CORE_STEPS)
     return cage & near & ~core & ~medi

@@ -71,7 +71,9 @@ class WorkingGrid:
             return arr
         if order == 0:
             centres = np.clip(
-                ((np.arange(self.shape[axis]) + 0.5) * self.ct_shape[axis] / self.shape[axis]).astype(np.int64),
+                ((np.arange(self.shape[axis]) + 0.5) * self.ct_shape[axis] / self.shape[axis]).astype(
+                    np.int64
+                ),
                 0,
                 self.ct_shape[axis] - 1,
             )

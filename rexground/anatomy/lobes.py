@@ -27,7 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 LOBE_LABELS: dict[str, int] = {"RUL": 1, "RML": 2, "RLL": 3, "LUL": 4, "lingula": 5, "LLL": 6}
-LOBES_OF_SIDE: dict[str, tuple[str, ...]] = {"right": ("RUL", "RML", "RLL"), "left": ("LUL", "lingula", "LLL")}
+LOBES_OF_SIDE: dict[str, tuple[str, ...]] = {
+    "right": ("RUL", "RML", "RLL"),
+    "left": ("LUL", "lingula", "LLL"),
+}
 
 # (Z_POST, Y_ANT) of the oblique fissure per side, and its bow
 OBLIQUE_FISSURE = {"right": (0.75, 0.15), "left": (0.78, 0.15)}

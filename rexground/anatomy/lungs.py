@@ -132,7 +132,9 @@ def _split_by_erosion(comp: np.ndarray, midline: float, spacing) -> tuple[np.nda
             continue
         seeds = np.where(labels == a, 1, 0) + np.where(labels == b, 2, 0)
         # every voxel goes to the nearer seed (Euclidean, in mm)
-        idx = ndimage.distance_transform_edt(seeds == 0, sampling=sp_c, return_distances=False, return_indices=True)
+        idx = ndimage.distance_transform_edt(
+            seeds == 0, sampling=sp_c, return_distances=False, return_indices=True
+        )
         owner = mm.up(seeds[tuple(idx)], f, sub.shape)
         first = np.zeros(comp.shape, dtype=bool)
         second = np.zeros(comp.shape, dtype=bool)

@@ -86,15 +86,22 @@ def erode(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) 
 
 
 def close(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) -> np.ndarray:
-    """Closing; the mask is padded by the radius so that structures at the array border are not eroded."""
+    """Closing, computed in the mask's bounding box padded by the radius (so that structures at the array
+    border are not eroded and nothing outside that box is touched)."""
     mask = np.asarray(mask, dtype=bool)
+    out = np.zeros(mask.shape, dtype=bool)
+    box = _bbox(mask, (0, 0, 0))
+    if box is None:
+        return out
     pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing]
     if per_slice:
         pad[0] = 0
-    padded = np.pad(mask, [(p, p) for p in pad])
+    padded = np.pad(mask[box], [(p, p) for p in pad])
     grown = dilate(padded, radius_mm, spacing, per_slice)
     shrunk = distance_inside(grown, spacing, per_slice) > radius_mm
-    return shrunk[pad[0] : pad[0] + mask.shape[0], pad[1] : pad[1] + mask.shape[1], pad[2] : pad[2] + mask.shape[2]]
+    sub = shrunk[tuple(slice(p, p + (b.stop - b.start)) for p, b in zip(pad, box, strict=True))]
+    out[box] = sub
+    return out
 
 
 def open_(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) -> np.ndarray:
@@ -139,7 +146,9 @@ def convex_hull_per_slice(mask: np.ndarray) -> np.ndarray:
     for z in np.flatnonzero(mask.any(axis=(1, 2))):
         edge = mask[z] & ~ndimage.binary_erosion(mask[z])  # only the outline can be a hull vertex
         ys, xs = np.nonzero(edge)
-        pts = np.concatenate([np.stack([ys + dy, xs + dx], axis=1) for dy in (-0.5, 0.5) for dx in (-0.5, 0.5)])
+        pts = np.concatenate(
+            [np.stack([ys + dy, xs + dx], axis=1) for dy in (-0.5, 0.5) for dx in (-0.5, 0.5)]
+        )
         try:
             verts = pts[ConvexHull(pts).vertices].astype(np.float64)
         except QhullError:  # degenerate (collinear) outline: the mask is its own hull
@@ -206,8 +215,9 @@ def coarse_spacing(spacing, f) -> tuple[float, float, float]:
 
 
 def dilate_coarse(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
-    """Dilation computed on the coarse grid (edges within one coarse voxel, never smaller than ``mask``)."""
-    f = coarse_factors(spacing)
+    """Dilation computed on a grid of about an eighth of the radius (at least 3 mm): edges within one
+    coarse voxel, never smaller than ``mask``."""
+    f = coarse_factors(spacing, max(COARSE_MM, radius_mm / 8.0))
     grown = dilate(down_any(mask, f), radius_mm, coarse_spacing(spacing, f))
     return up(grown, f, mask.shape) | mask
 

@@ -10,8 +10,8 @@ distance transforms of each lung envelope. Definitions (per lung; "height" is th
   peripheral is r >= 0.55, central r < 0.45 (the outer and inner halves with a small gap between them).
 * ``perihilar``: within max(30 mm, 22% of the height) of the hilum point, in the lung envelope or within
   10 mm of it inside the body (hilar masses sit partly outside the aerated lung).
-  The hilum point is the centroid of the main bronchus where it meets the lung when the airways were
-  found, otherwise the lung's medial-most voxel at 55% of its height.
+  The hilum point is the centroid of the main bronchus (airway below the carina) within 6 mm of the lung
+  when the airways and the carina were found, otherwise the lung's medial-most voxel at 55% of its height.
 * ``anterior`` / ``posterior``: front / back half of the lung in each axial slice.
 * ``dependent``: posterior third of the lung in each axial slice (the patient lies supine).
 * ``fissural``: within 8 mm of a boundary between two lobes of the model.
@@ -34,11 +34,15 @@ _FISSURAL_MM = 8.0
 _HILUM_BRONCHUS_MM = 6.0
 
 
-def hilum_point(env: np.ndarray, airways: np.ndarray, spacing) -> tuple[float, float, float] | None:
+def hilum_point(
+    env: np.ndarray, airways: np.ndarray, spacing, carina: int | None = None
+) -> tuple[float, float, float] | None:
     """(z, y, x) voxel coordinates of one lung's hilum, see the module docstring."""
     if not env.any():
         return None
-    if airways.any():
+    if airways.any() and carina is not None:
+        airways = airways.copy()
+        airways[carina + 1 :] = False  # below the carina: main bronchi, not the trachea beside the apex
         margin = tuple(int(np.ceil(_HILUM_BRONCHUS_MM / s)) + 1 for s in spacing)
         box = mm._bbox(airways, margin)
         near = airways[box] & ~env[box] & mm.dilate(env[box], _HILUM_BRONCHUS_MM, spacing)
@@ -130,7 +134,9 @@ def side_zones(
         return env.copy() if name == "central" else empty
     zz, yy, xx = np.ogrid[: env.shape[0], : env.shape[1], : env.shape[2]]
     d_hilum = np.sqrt(
-        ((zz - hilum[0]) * spacing[0]) ** 2 + ((yy - hilum[1]) * spacing[1]) ** 2 + ((xx - hilum[2]) * spacing[2]) ** 2
+        ((zz - hilum[0]) * spacing[0]) ** 2
+        + ((yy - hilum[1]) * spacing[1]) ** 2
+        + ((xx - hilum[2]) * spacing[2]) ** 2
     ).astype(np.float32)
     if name == "perihilar":
         reach = max(30.0, 0.22 * height_mm)
