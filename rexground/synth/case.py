@@ -111,7 +111,8 @@ def _choose_grid(rng: np.random.Generator, size: str, p: ChestParams, model: Che
         n_inplane = 768 if rng.random() < 0.2 else 512
         lo = max(0.6, need_fov / n_inplane)
         s_in = rng.uniform(lo, max(lo, 0.98 if n_inplane == 512 else 0.75))
-        s_z = float(rng.choice([0.75, 1.0, 1.0, 1.25, 1.5, 1.5]))
+        # 0.75 mm slices only on 512 matrices: a 768 x 768 x 490 case would need ~4 GB to render.
+        s_z = float(rng.choice([0.75, 1.0, 1.0, 1.25, 1.5, 1.5] if n_inplane == 512 else [1.0, 1.25, 1.5]))
     else:
         raise ValueError(f"unknown phantom size {size!r}; expected one of {SIZES}")
     s_in = round(s_in, 4)
@@ -201,6 +202,7 @@ def generate_case(seed: int, size: str = "small", categories: Sequence[str] | No
     findings, distractors = add_findings(
         chest, model, grid, rng, seed=seed, categories=categories, small=size == "small"
     )
+    chest.thorax = None  # no longer needed: free it before the noise pass (real cases are large)
 
     # Scanner noise, correlated in-plane as reconstruction kernels leave it; added slab by slab to bound memory.
     hu = chest.hu
