@@ -35,7 +35,10 @@ def predict(ctx: RuleContext) -> RuleOutput:
     if int(strong.sum()) > _MAX_PEAKS:
         cut = np.sort(raw[strong])[-_MAX_PEAKS]
         strong &= raw >= cut
-    balls = dilate_mm(strong, 2.0, f.spacing) & lungs
+    # Each micronodule at least 2 mm in radius and at least 10 CT voxels, so the official filter keeps it.
+    ct_voxel = float(np.prod(f.ct_spacing))
+    radius = max(2.0, (10.0 * ct_voxel * 3.0 / (4.0 * np.pi)) ** (1.0 / 3.0), f.inplane)
+    balls = dilate_mm(strong, radius, f.spacing) & lungs
     score = np.clip(raw / max(top, 1e-6), 0, 1).astype(np.float32) * 0.45
     score[balls] = 1.0
     return RuleOutput(

@@ -36,6 +36,7 @@ _LARGE_MASS_MM = 60.0
 _DEFAULT_NODULE_MM = 8.0
 _SUBSOLID_WORDS = ("ground", "subsolid", "sub-solid", "part-solid", "part solid", "semisolid", "semi-solid")
 _LARGE_WORDS = ("large", "bulky", "huge", "big", "extensive", "giant", "sizable", "sizeable")
+_MIN_VOXELS = 10  # the official component filter drops anything smaller
 _STRUCT26 = ndimage.generate_binary_structure(3, 3)
 
 
@@ -285,6 +286,10 @@ def _segment_nodule_at_ct(ctx: RuleContext, peak_work: np.ndarray, diameter: flo
     nearest = np.unravel_index(np.argmin(d2s), solid.shape)
     comp = labels == labels[nearest]
     comp = ndimage.binary_fill_holes(comp)
+    if comp.sum() < _MIN_VOXELS:  # too small to survive the official filter: the faint rim counts too
+        comp = ball & (hu > -800.0)
+        if comp.sum() < _MIN_VOXELS:
+            comp = ball
     return box, comp
 
 
