@@ -121,9 +121,9 @@ def phantom():
     return make_phantom()
 
 
-def _engine_for(ph: Phantom, queries: dict[str, FindingQuery]) -> ZeroShotEngine:
+def _engine_for(ph: Phantom, queries: dict[str, FindingQuery], keep_score: bool = False) -> ZeroShotEngine:
     anat = FakeAnatomy(ph)
-    return ZeroShotEngine(anatomy_fn=lambda ct: anat, parse_fn=lambda t: queries[t])
+    return ZeroShotEngine(anatomy_fn=lambda ct: anat, parse_fn=lambda t: queries[t], keep_score=keep_score)
 
 
 def _dice(a, b):
@@ -181,10 +181,11 @@ def test_emphysema_below_minus_950(phantom):
 @pytest.mark.parametrize("category", [*CATEGORY_CODES, "unknown"])
 def test_every_rule_answers_with_a_valid_never_empty_mask(phantom, category):
     q = _query(f"finding of category {category} in the right lung", category, side="right")
-    pred = _engine_for(phantom, {q.text: q}).predict(_ct(phantom), [q.text])[0]
+    pred = _engine_for(phantom, {q.text: q}, keep_score=True).predict(_ct(phantom), [q.text])[0]
     assert "rule_error" not in pred.info
     assert pred.mask.shape == SHAPE and pred.mask.dtype == np.uint8 and pred.mask.sum() >= 10
-    assert pred.score is not None and pred.score.shape == SHAPE
+    assert pred.score is not None and pred.score.shape == SHAPE and pred.score.dtype == np.float32
+    assert pred.score.min() >= 0.0 and pred.score.max() <= 1.0
 
 
 def test_anatomy_is_computed_once_for_all_findings(phantom):
@@ -203,6 +204,7 @@ def test_anatomy_is_computed_once_for_all_findings(phantom):
     eng = ZeroShotEngine(anatomy_fn=anatomy_fn, parse_fn={q.text: q for q in qs}.__getitem__)
     preds = eng.predict(_ct(phantom), [q.text for q in qs])
     assert len(calls) == 1 and [p.text for p in preds] == [q.text for q in qs]
+    assert all(p.score is None for p in preds)  # score maps are opt-in (memory)
 
 
 def test_named_region_drops_what_the_anatomy_cannot_answer(phantom):

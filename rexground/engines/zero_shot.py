@@ -54,14 +54,18 @@ def named_region(anat, query: FindingQuery) -> tuple[np.ndarray, bool, list[str]
 
 
 class ZeroShotEngine:
-    """``predict(ct, findings)``: one mask (and score map) per finding, anatomy computed once per CT."""
+    """``predict(ct, findings)``: one mask per finding, anatomy computed once per CT.
+
+    Every rule makes a score map in [0, 1]; with ``keep_score=True`` it is returned on the CT grid
+    (``FindingPrediction.score``, float32: as large as twice the int16 CT per finding, so off by default
+    in the container). ``anatomy_fn`` and ``parse_fn`` replace the anatomy and the parser (tests)."""
 
     name = "rules"
 
     def __init__(
         self,
         *,
-        keep_score: bool = True,
+        keep_score: bool = False,
         anatomy_fn: Callable | None = None,
         parse_fn: Callable[[str], FindingQuery] | None = None,
     ):
