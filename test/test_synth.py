@@ -63,12 +63,12 @@ def test_anatomy_densities_and_lobes(forced_cases):
         assert -900 < np.median(hu[lung]) < -780
         # The airway lumen is air, and one tree joins the trachea to both lungs.
         assert np.median(hu[case.airway]) < -850
-        lab, _ = ndimage.label(case.airway)
+        lab, _ = ndimage.label(case.airway, structure=np.ones((3, 3, 3)))
         top = np.bincount(lab[case.airway]).argmax()
         tree = lab == top
         assert tree[-1].any(), "the trachea leaves the top of the scan"
         reached = set(np.unique(case.lobes[ndimage.binary_dilation(tree)]))
-        assert reached & {1, 2, 3} and reached & {4, 5, 6}, "bronchi reach both lungs"
+        assert reached >= {1, 2, 3, 4, 5, 6}, "one bronchial tree reaches every lobe"
         # Bone is present (ribs, spine) and air surrounds the body.
         assert (hu > 400).sum() > 200
         assert np.median(hu[:, :3, :]) < -900

@@ -452,9 +452,9 @@ def bronchial_tree(arteries: Tree, rng: np.random.Generator, max_generation: int
     """Bronchi run beside the arteries: each node shifted sideways by a little more than the two radii."""
     keep = arteries.generation <= max_generation
     pts = arteries.points.copy()
-    for i in range(1, len(pts)):
-        if not keep[i]:
-            continue
+    for i in range(len(pts)):
+        if not keep[i] or arteries.parent[i] < 0:
+            continue  # roots (the hila) stay where the main bronchi end
         d = pts[i] - pts[arteries.parent[i]]
         d /= np.linalg.norm(d) + 1e-9
         side = np.cross(d, rng.normal(size=3))
@@ -696,24 +696,19 @@ def render_chest(model: ChestModel, grid: Grid, rng: np.random.Generator, detail
         ),
     )
     bronchi = bronchial_tree(arteries, rng, max_generation=3 if detail <= 5 else 4)
-    # Main bronchi join the carina to each hilum's first bronchial node.
     for tree in (arteries, veins):
         p0, p1, r, _ = tree.segments()
         render_tubes(hu, grid, p0, p1, r, BLOOD, where=thorax)
+    # Main bronchi join the carina to each hilum, where the lobar bronchi start.
     p0, p1, r, _ = bronchi.segments(max_generation=4)
     wall = np.maximum(0.6, 0.22 * r)
     mains_p0 = np.array([model.carina, model.carina])
-    roots = [
-        np.flatnonzero((bronchi.parent == 0) & (bronchi.points[:, 2] < 0)),
-        np.flatnonzero((bronchi.parent == 0) & (bronchi.points[:, 2] > 0)),
-    ]
     mains_p1 = np.array([model.hilum["right"], model.hilum["left"]])
     main_r = np.array([0.7, 0.65]) * p.trachea_radius
     all_p0 = np.concatenate([mains_p0, p0])
     all_p1 = np.concatenate([mains_p1, p1])
     all_r = np.concatenate([main_r, r])
     all_wall = np.concatenate([[2.0, 2.0], wall])
-    del roots
     for a, b, rad, w in zip(all_p0, all_p1, all_r, all_wall, strict=True):
         render_tubes(hu, grid, a[None], b[None], np.array([rad]), 30.0, where=thorax, shell=w)
     render_tubes(hu, grid, all_p0, all_p1, all_r, AIR, where=thorax, core=airway)
