@@ -634,6 +634,18 @@ def render_chest(model: ChestModel, grid: Grid, rng: np.random.Generator, detail
         heart = np.broadcast_to(model.heart(Zb, Yb, Xb), hu[box].shape)
         hu[box][heart] = BLOOD + 5
 
+    # Lung density drifts slowly (perfusion, partial inspiration): a few random plane waves, about +-12 HU,
+    # so that no single threshold separates normal lung from faint disease.
+    k = rng.normal(size=(6, 3))
+    k *= (2 * np.pi / rng.uniform(30, 90, size=6) / np.linalg.norm(k, axis=1))[:, None]
+    phase0 = rng.uniform(0, 2 * np.pi, size=6)
+
+    def waves(z, y, x):
+        out = np.zeros(z.shape, dtype=np.float32)
+        for (kz, ky, kx), ph in zip(k, phase0, strict=True):
+            out += np.float32(5.0) * np.cos(kz * z + ky * y + kx * x + ph).astype(np.float32)
+        return out
+
     # Lungs, lobes, segments and fissures: evaluated only at points inside the thoracic cavity.
     for zs in grid.chunks(chunk):
         idx = np.nonzero(thorax[zs])
@@ -647,7 +659,7 @@ def render_chest(model: ChestModel, grid: Grid, rng: np.random.Generator, detail
         idx = tuple(i[inl] for i in idx)
         z, y, x, side = z[inl], y[inl], x[inl], side[inl]
         lab = model.lobe(z, y, x, side=side)
-        value = lung_base[idx[1], idx[2]].copy()
+        value = lung_base[idx[1], idx[2]] + waves(z, y, x)
         # Fissures: thin sheets of soft tissue, box-filtered into the voxels they cross.
         for s_name, side_label in (("right", 1), ("left", 2)):
             dzm, norm = model.major_fissure_dz(z, y, x, s_name)

@@ -200,6 +200,8 @@ def location_phrase(loc: Location, rng: np.random.Generator) -> str:
                 rng,
                 [
                     "at both lung bases",
+                    "at the lung bases bilaterally",
+                    "in the bibasilar regions",
                     "in the basal segments of both lower lobes",
                     "in the bases of both lungs",
                     "in the basal lower lobes bilaterally",
