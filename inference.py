@@ -31,6 +31,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, RootModel, StrictStr, ValidationError
 
+from rexground.engines.select import choose_engine
+from rexground.errors import FindingTextError, InputFileError, RexgroundError
+from rexground.io import atomic_path, image_suffix, write_mask
+from rexground.predictor import Predictor, validate_findings, write_vector_mask
+
 INPUT_PATH = Path(os.environ.get("GC_INPUT_PATH", "/input"))
 OUTPUT_PATH = Path(os.environ.get("GC_OUTPUT_PATH", "/output"))
 MODEL_PATH = Path(os.environ.get("GC_MODEL_PATH", "/opt/ml/model"))
@@ -71,7 +76,6 @@ class FindingSocket(RootModel[StrictStr | tuple[StrictStr, ...]]):
 
 
 def _read_json(path: Path) -> Any:
-    from rexground.errors import InputFileError
 
     if not path.is_file():
         raise InputFileError(path, "does not exist")
@@ -83,7 +87,6 @@ def _read_json(path: Path) -> Any:
 
 def load_inputs(input_path: Path) -> tuple[Path, Any, Path]:
     """(CT folder, the finding socket's raw JSON value, where that value came from)."""
-    from rexground.errors import InputFileError
 
     ct_dir = input_path / "images" / CT_SOCKET
     finding_file = input_path / f"{FINDING_SOCKET}.json"
@@ -113,8 +116,6 @@ def _first_error(exc: ValidationError) -> str:
 
 def parse_findings(value: Any, source: Path) -> tuple[list[str], bool]:
     """The finding sentences and whether the socket held a list (-> one output component per finding)."""
-    from rexground.errors import FindingTextError
-    from rexground.predictor import validate_findings
 
     try:
         findings = FindingSocket.model_validate(value).root
@@ -127,8 +128,6 @@ def parse_findings(value: Any, source: Path) -> tuple[list[str], bool]:
 
 
 def find_ct(ct_dir: Path) -> Path:
-    from rexground.errors import InputFileError
-    from rexground.io import image_suffix
 
     if not ct_dir.is_dir():
         raise InputFileError(ct_dir, "does not exist (the CT must be in this folder)")
@@ -140,8 +139,6 @@ def find_ct(ct_dir: Path) -> Path:
 
 
 def write_outputs(output_path: Path, case, as_list: bool) -> Path:
-    from rexground.io import atomic_path, write_mask
-    from rexground.predictor import write_vector_mask
 
     mask_path = output_path / "images" / MASK_SOCKET / "output.mha"
     masks = case.masks()
@@ -162,9 +159,6 @@ def write_outputs(output_path: Path, case, as_list: bool) -> Path:
 
 def run() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    from rexground.engines.select import choose_engine
-    from rexground.errors import RexgroundError
-    from rexground.predictor import Predictor
 
     start = time.perf_counter()
     try:

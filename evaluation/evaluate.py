@@ -36,6 +36,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
+from rexground.dataset import load_dataset, mask_path
+from rexground.errors import InputFileError, RexgroundError
+from rexground.io import image_suffix, read_image_raw, read_mask_raw
+from rexground.metrics import CaseResult, aggregate, evaluate_case, missing_case
+from rexground.metrics.official import as_channels
+from rexground.metrics.report import format_summary, metrics_document, write_metrics_json
+
 INPUT_PATH = Path(os.environ.get("GC_INPUT_PATH", "/input"))
 OUTPUT_PATH = Path(os.environ.get("GC_OUTPUT_PATH", "/output"))
 GROUND_TRUTH_PATH = Path(os.environ.get("GC_GROUND_TRUTH_PATH", "/opt/ml/input/data/ground_truth"))
@@ -82,7 +89,6 @@ class Predictions(RootModel[tuple[Job, ...]]):
 
 def _stem(name: str) -> str:
     """The scan name without its image suffix ("x.mha" and "x.nii.gz" are the same scan)."""
-    from rexground.io import image_suffix
 
     suffix = image_suffix(name)
     return name[: -len(suffix)] if suffix else name
@@ -93,7 +99,6 @@ def _norm(text: str) -> str:
 
 
 def load_jobs(input_path: Path) -> tuple[Job, ...]:
-    from rexground.errors import InputFileError
 
     path = input_path / "predictions.json"
     try:
@@ -133,11 +138,6 @@ def job_findings(job: Job) -> list[str]:
 
 def score_scan(entry, jobs: list[Job], input_path: Path, seg_dir: Path):
     """The rexground.metrics CaseResult of one scan, assembled from the channels its jobs answered."""
-    from rexground.dataset import mask_path
-    from rexground.errors import RexgroundError
-    from rexground.io import read_image_raw, read_mask_raw
-    from rexground.metrics import CaseResult, evaluate_case, missing_case
-    from rexground.metrics.official import as_channels
 
     keys = list(entry.finding_keys)
     categories = entry.category_list()
@@ -197,9 +197,6 @@ def pick_split(dataset) -> tuple:
 
 
 def evaluate(input_path: Path, ground_truth: Path) -> dict[str, Any]:
-    from rexground.dataset import load_dataset
-    from rexground.metrics import aggregate
-    from rexground.metrics.report import format_summary, metrics_document
 
     entries = pick_split(load_dataset(ground_truth / "dataset.json"))
     jobs = load_jobs(input_path)
@@ -232,8 +229,6 @@ def evaluate(input_path: Path, ground_truth: Path) -> dict[str, Any]:
 
 
 def run() -> int:
-    from rexground.errors import RexgroundError
-    from rexground.metrics.report import write_metrics_json
 
     if MISSING_POLICY not in ("zero", "drop"):
         print(
