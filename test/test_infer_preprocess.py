@@ -111,3 +111,34 @@ def test_sigmoid_in_place_and_paste():
     p = prepare(hu, (2.0, 1.0, 1.0), target_spacing=(4.0, 4.0, 4.0), norm=NORM)
     back = paste(np.ones(p.crop_shape, np.uint8), p)
     assert back.shape == hu.shape and back.sum() == np.prod(p.crop_shape)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([-6.0, -1.5, 0.0, 1.0]), st.sampled_from([0.3, 0.5, 0.7]))
+def test_box_limited_masks_equal_whole_map_postprocessing(seed, shift, threshold):
+    """The engine resamples only a box of each finding's map; its answer must equal the whole map's."""
+    from types import SimpleNamespace
+
+    from scipy import ndimage
+
+    from rexground.engines.network import RELATIVE_FALLBACK, NetworkEngine
+    from rexground.infer.predictor import ScanLogits, crop_probability
+    from rexground.infer.preprocess import PreparedVolume
+    from rexground.postprocess import postprocess
+
+    rng = np.random.default_rng(seed)
+    model = tuple(int(n) for n in rng.integers(4, 9, size=3))
+    logits = (
+        ndimage.gaussian_filter(rng.normal(size=(1, *model)), (0, 1, 1, 1)).astype(np.float32) * 8 + shift
+    )
+    crop = (slice(2, 2 + 3 * model[0]), slice(1, 1 + 2 * model[1]), slice(0, 3 * model[2] - 1))
+    ct_shape = (3 * model[0] + 5, 2 * model[1] + 3, 3 * model[2] + 2)
+    prepared = PreparedVolume(
+        np.empty((0, 0, 0, 0), np.float32), crop, ct_shape, (1.0, 1.0, 1.0), (3.0, 2.0, 3.0), (0.0,)
+    )
+    scan = ScanLogits(prepared=prepared, logits=logits)
+    fake = SimpleNamespace(package=SimpleNamespace(manifest=SimpleNamespace(threshold=threshold)))
+    mask, info = NetworkEngine._finding_mask(fake, scan, 0)
+    expected = np.zeros(ct_shape, np.uint8)
+    expected[crop] = postprocess(crop_probability(scan, 0), threshold, relative_fallback=RELATIVE_FALLBACK)
+    assert np.array_equal(mask, expected), info

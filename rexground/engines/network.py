@@ -27,6 +27,7 @@ from rexground.postprocess import postprocess
 log = logging.getLogger("rexground.engines")
 
 # (ct, channel names) -> {name: 0/1 mask on the CT's canonical grid}, for packages with anatomy priors.
+RELATIVE_FALLBACK = 0.5  # postprocess's first fallback: voxels within this fraction of the score's peak
 AnatomyProvider = Callable[[object, Sequence[str]], Mapping[str, np.ndarray]]
 
 
@@ -120,18 +121,20 @@ class NetworkEngine:
         return out
 
     def _finding_mask(self, scan, f: int) -> tuple[np.ndarray, dict]:
-        """Postprocessed mask on the CT grid. Only the box where the probability can reach the threshold is
-        resampled (all components lie inside it, so the official filter gives the same answer); when the
-        answer needs a fallback, which looks at the whole score map, the whole crop is used instead."""
+        """Postprocessed mask on the CT grid. Only a box of the crop is resampled: the box where the
+        probability can reach the threshold, or, when nothing does, where it can reach half its peak (the
+        postprocessing's first fallback). Every voxel the postprocessing keeps lies inside, so the answer
+        is the one the whole map would give; the later fallbacks look at the whole map and get it."""
         threshold = self.package.manifest.threshold
-        prob, box = finding_probability(scan, f, threshold)
+        prob, box, kind = finding_probability(scan, f, threshold, relative_fallback=RELATIVE_FALLBACK)
         pp: dict = {}
-        mask_box = postprocess(prob, threshold, info=pp)
+        mask_box = postprocess(prob, threshold, relative_fallback=RELATIVE_FALLBACK, info=pp)
         crop_shape = scan.prepared.crop_shape
-        if pp.get("fallback", "none") != "none" and prob.shape != crop_shape:
+        answered = {"none"} if kind == "threshold" else {"none", "score_peak"}
+        if pp.get("fallback", "none") not in answered and kind != "full":
             prob = crop_probability(scan, f)
             box = tuple(slice(0, n) for n in crop_shape)
-            mask_box = postprocess(prob, threshold, info=pp)
+            mask_box = postprocess(prob, threshold, relative_fallback=RELATIVE_FALLBACK, info=pp)
         del prob
         mask = np.zeros(scan.prepared.ct_shape, dtype=np.uint8)
         mask[scan.prepared.crop][box] = mask_box

@@ -59,16 +59,36 @@ def crop_probability(scan: ScanLogits, finding: int) -> np.ndarray:
 
 
 def finding_probability(
-    scan: ScanLogits, finding: int, threshold: float
-) -> tuple[np.ndarray, tuple[slice, slice, slice]]:
-    """Probability on the smallest box of the crop grid that holds every voxel at or above ``threshold``
-    (the whole crop when none is). Returns (probability, box within the crop)."""
+    scan: ScanLogits, finding: int, threshold: float, relative_fallback: float = 0.5
+) -> tuple[np.ndarray, tuple[slice, slice, slice], str]:
+    """Probability on a box of the crop grid that holds everything the postprocessing looks at.
+
+    When some voxel reaches ``threshold``: the box of voxels that can (``above_threshold_box``). When none
+    does, the postprocessing answers with the voxels at or above ``relative_fallback`` x the map's peak;
+    the peak is at least L, the best value next to the strongest model voxel, so the box of voxels that can
+    reach ``relative_fallback * L`` holds them all, and the peak itself.
+    Returns (probability, box, which box: "threshold", "peak" or "full").
+    """
     logits = scan.logits[finding]
     shape = scan.prepared.crop_shape
+    full = tuple(slice(0, n) for n in shape)
     box = above_threshold_box(logits, shape, logit_of(threshold))
+    kind = "threshold"
     if box is None:
-        box = tuple(slice(0, n) for n in shape)  # type: ignore[assignment]
-    return sigmoid_(to_crop_grid(logits, scan.prepared, box)), box  # type: ignore[return-value]
+        kind = "peak"
+        centre = np.unravel_index(int(np.argmax(logits)), logits.shape)
+        near = []
+        for i, n_in, n_out in zip(centre, logits.shape, shape, strict=True):
+            r = n_out / n_in
+            near.append(
+                slice(max(0, int(np.floor((i - 1.5) * r)) - 1), min(n_out, int(np.ceil((i + 1.5) * r)) + 1))
+            )
+        lower = float(sigmoid_(to_crop_grid(logits, scan.prepared, tuple(near))).max())
+        target = relative_fallback * lower
+        box = above_threshold_box(logits, shape, logit_of(target)) if 0.0 < target < 1.0 else None
+    if box is None or box == full:
+        box, kind = full, "full"
+    return sigmoid_(to_crop_grid(logits, scan.prepared, box)), box, kind  # type: ignore[return-value]
 
 
 def logit_of(threshold: float) -> float:
