@@ -3,7 +3,7 @@
 The central airways come from the anatomy (trachea, main and lobar bronchi); the intrapulmonary bronchi
 are found as dark tubes: at a scale near the lumen radius, an air-filled tube has two strongly positive
 Hessian eigenvalues across it and one near zero along it. Bronchiectasis means wide bronchi (larger
-scales); wall thickening is marked as the lumen plus its wall.
+scales) and is marked as lumen plus wall; wall thickening is marked as the solid ring around the lumen.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ def predict(ctx: RuleContext) -> RuleOutput:
     central = np.asarray(getattr(anat, "airways", np.zeros(f.shape, bool)), bool)
     central &= dilate_mm(ctx.region, 15.0, f.spacing) if ctx.region_is_named else central
     found |= central
-    found = dilate_mm(found, _WALL_MM, f.spacing) & (
-        lungs | central | dilate_mm(central, _WALL_MM, f.spacing)
-    )
+    wall_mm = max(_WALL_MM, f.inplane)
+    grown = dilate_mm(found, wall_mm, f.spacing) & (lungs | dilate_mm(central, wall_mm, f.spacing))
+    # Bronchiectasis: the widened bronchus, lumen and wall; wall thickening: the solid ring around the lumen.
+    found = grown if wide else grown & ~found & (f.hu > -600.0)
     min_vox = max(3, int(np.ceil(30.0 / float(np.prod(f.spacing)))))
     found = keep_components(found, min_vox)
     score = np.where(found, np.maximum(prior, 0.5), 0.0).astype(np.float32)
