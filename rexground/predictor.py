@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict
 
+from rexground.components import label_18
 from rexground.engines.base import Engine, FindingPrediction
 from rexground.errors import FindingTextError
 from rexground.geometry import Geometry
@@ -112,8 +113,6 @@ def _jsonable(value: Any) -> Any:
 
 
 def _count_components(mask: np.ndarray) -> int:
-    from rexground.components import label_18
-
     return int(label_18(mask > 0)[1])
 
 

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from rexground.engines.select import DEVICES, ENGINE_KINDS
+from tqdm import tqdm
 
-log = logging.getLogger("rexground.predict")
+from rexground.dataset import load_dataset, read_ct_header, resolve_ct
+from rexground.engines.select import DEVICES, ENGINE_KINDS, choose_engine
+from rexground.errors import RexgroundError
+from rexground.io import read_mask_raw
+from rexground.predictor import Predictor
+from rexground.submission import check_array, pack_submission, validate_submission, write_scan_submission
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -61,10 +68,6 @@ class ScanOutcome:
 
 def existing_output_ok(out_dir: Path, entry, ct_root: Path) -> bool:
     """Whether ``out_dir/<name>`` exists and passes every submission check against the entry and its CT."""
-    from rexground.dataset import read_ct_header, resolve_ct
-    from rexground.errors import RexgroundError
-    from rexground.io import read_mask_raw
-    from rexground.submission import check_array
 
     path = out_dir / entry.name
     if not path.is_file():
@@ -77,9 +80,6 @@ def existing_output_ok(out_dir: Path, entry, ct_root: Path) -> bool:
 
 
 def predict_scan(predictor, entry, ct_root: Path, out_dir: Path, resume: bool) -> ScanOutcome:
-    from rexground.dataset import resolve_ct
-    from rexground.errors import RexgroundError
-    from rexground.submission import write_scan_submission
 
     if resume and existing_output_ok(out_dir, entry, ct_root):
         return ScanOutcome(entry.name, "skipped")
@@ -97,8 +97,6 @@ _WORKER: dict = {}
 
 
 def _init_worker(kind: str, model: Path | None, device: str) -> None:
-    from rexground.engines.select import choose_engine
-    from rexground.predictor import Predictor
 
     choice = choose_engine(kind, model, device)
     _WORKER["predictor"] = Predictor(choice.engine, choice.reason)
@@ -109,7 +107,6 @@ def _worker_scan(entry, ct_root: Path, out_dir: Path, resume: bool) -> ScanOutco
 
 
 def run_scans(args: argparse.Namespace, entries) -> list[ScanOutcome]:
-    from tqdm import tqdm
 
     bar = tqdm(total=len(entries), desc="predict", unit="scan", disable=args.no_progress)
     outcomes = []
@@ -126,9 +123,6 @@ def run_scans(args: argparse.Namespace, entries) -> list[ScanOutcome]:
         for entry in entries:
             done(_worker_scan(entry, args.ct_root, args.out, args.resume))
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         # spawn: each worker builds its engine (onnxruntime / CUDA state) in a clean process.
         with ProcessPoolExecutor(
             max_workers=args.workers,
@@ -144,8 +138,6 @@ def run_scans(args: argparse.Namespace, entries) -> list[ScanOutcome]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rexground.dataset import load_dataset
-    from rexground.submission import pack_submission, validate_submission
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     index, count = args.shard

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rexground.engines.select import DEVICES, ENGINE_KINDS, choose_engine
 from rexground.io import atomic_path
+from rexground.overlay import write_overlay
 from rexground.predictor import Predictor, validate_findings, write_case
 
 
@@ -55,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
         f"{result.seconds_predict:.1f} s)"
     )
     if args.png:
-        from rexground.overlay import write_overlay
-
         write_overlay(args.png, case.ct.hu, case.masks(), case.ct.spacing_zyx, findings)
         print(f"overlay written: {args.png}")
     if args.json:

@@ -9,6 +9,7 @@ import numpy as np
 
 from rexground.errors import InputFileError
 from rexground.io import CTVolume, read_ct, read_mask_raw
+from rexground.overlay import write_overlay
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,6 @@ def masks_on_ct(mask_path: Path, ct: CTVolume) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rexground.overlay import write_overlay
 
     ct = read_ct(args.ct)
     masks = masks_on_ct(args.mask, ct)
