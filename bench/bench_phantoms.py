@@ -40,6 +40,12 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--spacing", type=float, default=4.0, help="model spacing in mm (isotropic)")
     p.add_argument("--patch", type=int, nargs=3, default=(32, 48, 48))
     p.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary folder)")
+    p.add_argument(
+        "--eval-step",
+        type=float,
+        default=1.0,
+        help="sliding-window step as a fraction of the patch for the held-out evaluation (0.5 = nnU-Net's)",
+    )
     p.add_argument("--sec-per-step", type=float, default=None, help="skip the timing calibration")
     return p.parse_args()
 
@@ -173,10 +179,17 @@ def main() -> int:
     for ci, case in enumerate(val_cases):
         idx = torch.as_tensor([index[t] for t in case.texts])
         probs = predict_case_probabilities(
-            net, case, emb[idx], qf[idx], cfg.input.patch_size_zyx, pad, torch.device("cpu")
+            net,
+            case,
+            emb[idx],
+            qf[idx],
+            cfg.input.patch_size_zyx,
+            pad,
+            torch.device("cpu"),
+            step_fraction=args.eval_step,
         )
         pred = case_masks(probs, case, cfg.input.spacing_zyx, cfg.threshold)
-        res = evaluate_case(case.native_labels, pred, case.categories, name=case.name, global_only=True)
+        res = evaluate_case(case.labels_native(), pred, case.categories, name=case.name, global_only=True)
         results.append(res)
         for f in res.findings:
             per_category.setdefault(f.category, []).append(f.dice)

@@ -116,7 +116,7 @@ def test_prepared_case_round_trips_through_the_cache(tmp_path):
     back = load_case(folder)
     np.testing.assert_array_equal(back.image, case.image)
     np.testing.assert_array_equal(back.labels, case.labels)
-    np.testing.assert_array_equal(back.native_labels, case.native_labels)
+    np.testing.assert_array_equal(back.labels_native(), case.native_labels)
     assert back.texts == case.texts and back.categories == case.categories
     assert back.native_shape == case.native_shape and back.native_spacing == case.native_spacing
     for a, b in zip(back.fg_coords, case.fg_coords, strict=True):
@@ -146,3 +146,32 @@ def test_loss_ignores_weight_zero_voxels_and_skips_dice_on_empty_targets():
         [logits, logits[:, :, ::2, ::2, ::2]], target, torch.ones_like(target), positive, LossConfig()
     )
     assert torch.isfinite(ds)
+
+
+def test_a_cropped_case_maps_predictions_back_onto_the_whole_native_grid():
+    from train_helpers import SPACING, blob_case
+
+    from rexground.train.data import prepare_arrays
+    from rexground.train.validate import case_masks
+
+    cfg = tiny_config()
+    hu, ent, texts, cats = blob_case(3, "val")
+    crop = (slice(2, 22), slice(5, 38), slice(1, 40))
+    case = prepare_arrays(
+        name="c.nii.gz",
+        split="val",
+        hu_clipped_zyx=hu,
+        spacing_zyx=SPACING,
+        entities_fzyx=ent,
+        texts=texts,
+        categories=cats,
+        spec=cfg.input,
+        data=cfg.data,
+        keep_native_labels=True,
+        crop=crop,
+    )
+    assert case.image.shape[1:] == (20, 33, 39) and case.native_shape == hu.shape
+    perfect = case.labels.astype(np.float32)  # a prediction equal to the target, at the model's spacing
+    masks = case_masks(perfect, case, cfg.input.spacing_zyx, threshold=0.5)
+    assert masks.shape == ent.shape
+    np.testing.assert_array_equal(masks, (case.labels_native() > 0).astype(np.uint8))

@@ -4,7 +4,8 @@ Preparation (``prepare_case``) turns a ReXGroundingCT entry into arrays at the m
 them as ``.npy`` files that training memory-maps, so 3,000 real scans never need to fit in RAM:
 ``image.npy`` (C, Z, Y, X) float16, ``labels.npy`` (F, Z, Y, X) uint8 0/1 per finding, ``ignore.npy``
 (F, Z, Y, X) uint8 (see below), ``fg_<f>.npy`` foreground voxel coordinates for biased sampling, and
-``meta.json``. Validation cases also keep their native-grid entity labels for the official metrics.
+``meta.json``. Scans read from files are cropped to the body box first (as inference crops them); validation
+cases also keep their whole native-grid entity labels (``native_labels.npz``) for the official metrics.
 
 Partial labels. In the training split at most ``partial_label_cap`` (3) instances of a finding were drawn,
 so when a finding has exactly that many instances, other look-alike lesions in the scan may be the same
@@ -45,7 +46,7 @@ from rexground.io import atomic_path, resample_zyx
 from rexground.train.config import DataConfig, InputSpec
 
 MAX_FG_COORDS = 20_000  # per finding, enough for sampling centres
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -63,7 +64,24 @@ class PreparedCase:
     native_shape: tuple[int, int, int]
     native_spacing: tuple[float, float, float]
     native_labels: np.ndarray | None = None  # (F, z, y, x) entity labels on the canonical CT grid (val only)
+    crop: tuple[tuple[int, int], ...] | None = None  # native voxel range the image covers (None: all of it)
+    native_labels_file: Path | None = None  # where load_case left the native labels (read on demand)
     extra: dict = field(default_factory=dict)
+
+    def labels_native(self) -> np.ndarray:
+        """(F, z, y, x) entity labels on the full native canonical grid (validation cases)."""
+        if self.native_labels is not None:
+            return self.native_labels
+        if self.native_labels_file is None:
+            raise ValueError(f"{self.name}: no native labels were kept (a training case?)")
+        with np.load(self.native_labels_file) as npz:
+            return npz["labels"]
+
+    @property
+    def crop_slices(self) -> tuple[slice, slice, slice]:
+        if self.crop is None:
+            return tuple(slice(0, n) for n in self.native_shape)  # type: ignore[return-value]
+        return tuple(slice(a, b) for a, b in self.crop)  # type: ignore[return-value]
 
     @property
     def n_findings(self) -> int:
@@ -119,12 +137,21 @@ def prepare_arrays(
     anatomy: dict[str, np.ndarray] | None = None,
     keep_native_labels: bool = False,
     seed: int = 0,
+    crop: tuple[slice, slice, slice] | None = None,
 ) -> PreparedCase:
-    """Canonical HU (padding clipped) + canonical entity labels (F, z, y, x) -> a :class:`PreparedCase`."""
+    """Canonical HU (padding clipped) + canonical entity labels (F, z, y, x) -> a :class:`PreparedCase`.
+    ``crop`` (e.g. the body box inference crops to) limits the training arrays; native labels stay whole."""
     if entities_fzyx.shape[1:] != hu_clipped_zyx.shape:
         raise ValueError(f"{name}: mask shape {entities_fzyx.shape[1:]} != CT shape {hu_clipped_zyx.shape}")
     if len(texts) != entities_fzyx.shape[0] or len(categories) != len(texts):
         raise ValueError(f"{name}: {entities_fzyx.shape[0]} mask channels for {len(texts)} findings")
+    native_shape = tuple(int(n) for n in hu_clipped_zyx.shape)
+    native_entities = entities_fzyx
+    if crop is not None:
+        hu_clipped_zyx = hu_clipped_zyx[crop]
+        entities_fzyx = entities_fzyx[(slice(None), *crop)]
+        if anatomy is not None:
+            anatomy = {k: np.asarray(v)[crop] for k, v in anatomy.items()}
     hu = resample_zyx(hu_clipped_zyx, spacing_zyx, spec.spacing_zyx, order=1)
     ct = normalise(hu, spec.intensity)
     channels = [ct]
@@ -172,9 +199,10 @@ def prepare_arrays(
         texts=list(texts),
         categories=list(categories),
         fg_coords=fg_coords,
-        native_shape=tuple(int(s) for s in hu_clipped_zyx.shape),  # type: ignore[arg-type]
+        native_shape=native_shape,  # type: ignore[arg-type]
         native_spacing=tuple(float(s) for s in spacing_zyx),  # type: ignore[arg-type]
-        native_labels=entities_fzyx.astype(np.uint8) if keep_native_labels else None,
+        native_labels=native_entities.astype(np.uint8) if keep_native_labels else None,
+        crop=tuple((int(c.start), int(c.stop)) for c in crop) if crop is not None else None,
     )
 
 
@@ -189,8 +217,8 @@ def save_case(case: PreparedCase, folder: Path) -> Path:
     np.save(tmp / "labels.npy", case.labels)
     if case.ignore is not None:
         np.save(tmp / "ignore.npy", case.ignore)
-    if case.native_labels is not None:
-        np.save(tmp / "native_labels.npy", case.native_labels)
+    if case.native_labels is not None:  # full-size masks compress ~100x; read once per validation
+        np.savez_compressed(tmp / "native_labels.npz", labels=case.native_labels)
     for f, coords in enumerate(case.fg_coords):
         np.save(tmp / f"fg_{f}.npy", coords)
     meta = {
@@ -201,6 +229,7 @@ def save_case(case: PreparedCase, folder: Path) -> Path:
         "categories": case.categories,
         "native_shape": list(case.native_shape),
         "native_spacing": list(case.native_spacing),
+        "crop": [list(c) for c in case.crop] if case.crop is not None else None,
         "extra": case.extra,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -227,7 +256,8 @@ def load_case(folder: Path, mmap: bool = True) -> PreparedCase:
         fg_coords=[np.load(folder / f"fg_{f}.npy") for f in range(n)],
         native_shape=tuple(meta["native_shape"]),
         native_spacing=tuple(meta["native_spacing"]),
-        native_labels=opt("native_labels.npy"),
+        native_labels_file=folder / "native_labels.npz" if (folder / "native_labels.npz").exists() else None,
+        crop=tuple(tuple(c) for c in meta["crop"]) if meta.get("crop") else None,
         extra=meta.get("extra", {}),
     )
 
@@ -494,6 +524,8 @@ def prepare_split(
             from rexground.train.anatomy_channels import anatomy_prior_masks
 
             anatomy = anatomy_prior_masks(ct, spec.anatomy_channels)
+        from rexground.infer.preprocess import body_box
+
         case = prepare_arrays(
             name=entry.name,
             split=split,
@@ -506,6 +538,7 @@ def prepare_split(
             data=data,
             anatomy=anatomy,
             keep_native_labels=split != data.train_split,
+            crop=body_box(ct.hu, ct.spacing_zyx),  # what inference crops to: the body plus 10 mm
         )
         save_case(case, folder)
         if bar is not None:

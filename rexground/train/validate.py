@@ -88,13 +88,17 @@ def predict_case_probabilities(
 
 
 def case_masks(probs: np.ndarray, case: PreparedCase, model_spacing, threshold: float) -> np.ndarray:
-    """Probabilities at the model's spacing -> (F, z, y, x) uint8 masks on the case's native canonical grid."""
+    """Probabilities at the model's spacing -> (F, z, y, x) uint8 masks on the case's native canonical grid
+    (resampled onto the crop's exact grid, pasted into the full grid, thresholded and filtered)."""
+    crop = case.crop_slices
+    crop_shape = tuple(s.stop - s.start for s in crop)
     out = np.zeros((probs.shape[0], *case.native_shape), np.uint8)
+    full = np.zeros(case.native_shape, np.float32)
     for f in range(probs.shape[0]):
-        native = resample_zyx(
-            probs[f].astype(np.float32), model_spacing, case.native_spacing, order=1, shape=case.native_shape
+        full[crop] = resample_zyx(
+            probs[f].astype(np.float32), model_spacing, case.native_spacing, order=1, shape=crop_shape
         )
-        out[f] = postprocess(native, threshold)
+        out[f] = postprocess(full, threshold)
     return out
 
 
@@ -117,8 +121,6 @@ def validate(
     net.eval()
     results = []
     for case in cases:
-        if case.native_labels is None:
-            raise ValueError(f"validation case {case.name} has no native labels")
         idx = torch.as_tensor([text_index[t] for t in case.texts])
         probs = predict_case_probabilities(
             net,
@@ -133,7 +135,7 @@ def validate(
         )
         pred = case_masks(probs, case, model_spacing, threshold)
         results.append(
-            evaluate_case(case.native_labels, pred, case.categories, name=case.name, global_only=True)
+            evaluate_case(case.labels_native(), pred, case.categories, name=case.name, global_only=True)
         )
     net.train(was_training)
     summary = aggregate(results, global_only=True)
