@@ -112,7 +112,8 @@ finding = case["findings"][0]
 (inp / "finding.json").write_text(json.dumps(finding["text"]))
 spec = {"exit_code": 0, "n_findings": 1}
 if finding.get("label") and finding.get("score") == "dice":
-    spec.update(reference_mask=str(real / finding["label"]), min_dice_vs_reference=0.0)
+    # A floor far below what the zero-shot engine reaches on it (0.75 to 0.83) and far above a wrong place (0).
+    spec.update(reference_mask=str(real / finding["label"]), min_dice_vs_reference=0.3)
 expect.write_text(json.dumps(spec))
 PY
   chmod -R a+rX "$input"
