@@ -3,6 +3,7 @@ on its own (the real anatomy and parser are exercised by the slow real-CT tests 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,6 +187,7 @@ def test_every_rule_answers_with_a_valid_never_empty_mask(phantom, category):
     assert pred.mask.shape == SHAPE and pred.mask.dtype == np.uint8 and pred.mask.sum() >= 10
     assert pred.score is not None and pred.score.shape == SHAPE and pred.score.dtype == np.float32
     assert pred.score.min() >= 0.0 and pred.score.max() <= 1.0
+    json.dumps(pred.info)  # goes to results.json
 
 
 def test_anatomy_is_computed_once_for_all_findings(phantom):
