@@ -225,11 +225,12 @@ def predict_nodules(ctx: RuleContext) -> RuleOutput:
         diameters = sorted({max(3.0, diameter * k) for k in (0.75, 1.0, 1.3)})
     else:
         diameters = [4.0, 7.0, 12.0, 20.0]
-    # Candidate voxels: not aerated lung. Inner lung only (1 mm in), so the chest-wall edge is no blob.
+    # Candidate voxels: denser than aerated lung, inside the envelope (the chest wall is outside it).
     sm = f.smooth(0.5 * min(diameters) / np.sqrt(3.0))
-    where = env & (sm > (-750.0 if subsolid else -650.0))
-    blob, blob_d = _blobness(ctx, diameters, where)
     prior = soft_prior(ctx, decay_mm=10.0, within=env)
+    # Only near the named place: the Hessian is the costly part, and far candidates would score ~0 anyway.
+    where = env & (sm > (-750.0 if subsolid else -650.0)) & (prior > 0.05)
+    blob, blob_d = _blobness(ctx, diameters, where)
     size_match = np.exp(-0.5 * (np.log(np.maximum(blob_d, 1e-3) / diameter) / 0.5) ** 2)
     raw = blob * prior * np.where(blob_d > 0, size_match, 0.0)
     notes: dict = {"rule": "nodule", "diameter_mm": diameter, "scales_mm": diameters}
