@@ -505,7 +505,10 @@ def draw_pleural(p: Painter, loc: Location, small: bool, kind: str) -> Drawn:
         depth = max(depth, 2.5 * p.hmax)
         if kind == "thickening":
             depth = max(rng.uniform(3, 8), 1.2 * p.hmax)
-            box, region = _pleural_plaque(p, side, depth)
+            for _ in range(4):  # a plaque can miss the wall; try a few places
+                box, region = _pleural_plaque(p, side, depth)
+                if box is not None and region.any():
+                    break
         else:
             box, region = _pleural_region(p, side, kind, depth)
         if box is None:
@@ -520,6 +523,7 @@ def draw_pleural(p: Painter, loc: Location, small: bool, kind: str) -> Drawn:
         p.lobes[box][region] = 0
         p.chest.segments[box][region] = 0
         drawn.sizes_mm.append(round(depth, 0))
+        drawn.facts.setdefault("sides", []).append(side)
     return drawn
 
 
@@ -981,6 +985,13 @@ def add_findings(
                 distractors.append(Distractor(cat, distractor.lobes, _label_map(grid, decoy) > 0))
         if not drawn.instances:
             continue
+        if cat in PLEURAL and loc.side == "bilateral" and len(drawn.facts.get("sides", [])) == 1:
+            # Only one side could be drawn: the sentence names that side.
+            side = drawn.facts["sides"][0]
+            loc = Location(
+                tuple(n for n in (RIGHT_LOBES if side == "right" else LEFT_LOBES) if n in available),
+                kind="side",
+            )
         labels = _label_map(grid, drawn)
         text = describe(cat, loc, drawn, rng)
         results.append(
