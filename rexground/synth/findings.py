@@ -992,6 +992,8 @@ def add_findings(
                 tuple(n for n in (RIGHT_LOBES if side == "right" else LEFT_LOBES) if n in available),
                 kind="side",
             )
+        elif cat not in PLEURAL:
+            loc = _honest_location(loc, drawn, painter, available)
         labels = _label_map(grid, drawn)
         text = describe(cat, loc, drawn, rng)
         results.append(
@@ -1010,6 +1012,27 @@ def add_findings(
             )
         )
     return [f for _, f in sorted(results, key=lambda t: t[0])], distractors
+
+
+def _honest_location(loc: Location, drawn: Drawn, p: Painter, available: set[str]) -> Location:
+    """If a sentence names several places but lesions could be drawn in only one (the others were taken),
+    name just that one."""
+    groups = cover_groups(loc)
+    if len(groups) < 2:
+        return loc
+    touched = set()
+    for box, mask in drawn.instances:
+        touched |= {LOBE_NAMES[v - 1] for v in np.unique(p.lobes[box][mask]) if v}
+    hit = [g for g in groups if set(g) & touched]
+    if len(hit) == len(groups) or not hit:
+        return loc
+    if loc.kind == "bilateral":
+        side = RIGHT_LOBES if set(hit[0]) & set(RIGHT_LOBES) else LEFT_LOBES
+        return Location(tuple(n for n in side if n in available), kind="side")
+    group = hit[0]
+    named = ("LUL",) if "LUL" in group else ()
+    kind = "lobe" if loc.kind == "lobes" else loc.kind
+    return Location(group, zones=loc.zones, kind=kind, named=named)
 
 
 def _label_map(grid: Grid, drawn: Drawn) -> np.ndarray:
