@@ -128,6 +128,22 @@ def test_findings_lie_where_their_sentences_say(forced_cases):
                 assert "right" not in text, f.text
 
 
+def test_crowded_case_keeps_same_category_findings_apart():
+    case = generate_case(3, categories=["2d", "2d", "2c", "2c", "2e"])
+    by_cat: dict[str, list] = {}
+    for f in case.findings:
+        by_cat.setdefault(f.category, []).append(f)
+        assert (f.mask_labels > 0).any()
+        if not f.pleural:
+            assert set(np.unique(case.lobes[f.mask_labels > 0])) <= {LOBE_LABEL[n] for n in f.lobes}, f.text
+    assert len(by_cat.get("2d", [])) == 2 and len(by_cat.get("2c", [])) == 2
+    for same in by_cat.values():
+        for i, a in enumerate(same):
+            for b in same[i + 1 :]:
+                assert not set(a.lobes) & set(b.lobes), (a.text, b.text)
+                assert not ((a.mask_labels > 0) & (b.mask_labels > 0)).any()
+
+
 DENSITY = {
     "2d": lambda v: v.mean() > -300,
     "2c": lambda v: -800 < v.mean() < -250,
