@@ -187,9 +187,13 @@ class ChestModel:
         self.lobe_points: dict[str, np.ndarray] = {}
 
     # --- body and walls -------------------------------------------------------------------------------
-    def body(self, Z, Y, X):
+    def body(self, Z, Y, X, inset: float = 0.0):
+        """Inside the skin (or ``inset`` mm under it): an ellipse flattened at the back, where the patient lies."""
         p = self.p
-        return (X / p.body_ax) ** 2 + (Y / p.body_ay) ** 2 + 0 * Z < 1.0
+        ax, ay = p.body_ax - inset, p.body_ay - inset
+        back = np.abs(np.maximum(Y, 0) / ay) ** 3.0
+        front = (np.minimum(Y, 0) / ay) ** 2
+        return (X / ax) ** 2 + back + front + 0 * Z < 1.0
 
     def cavity_radius(self, Z, Y, X):
         """Normalised radius of the thoracic cavity ellipse (< 1 inside); widens a little towards the base."""
@@ -552,8 +556,8 @@ def render_chest(model: ChestModel, grid: Grid, rng: np.random.Generator, detail
     table_top = p.body_ay + 6.0
     table = (table_top < Y) & (table_top + 45 > Y) & (np.abs(X) < 220)
     table_shell = table & ((table_top + 3 > Y) | (table_top + 42 < Y))
-    body = (X / p.body_ax) ** 2 + (Y / p.body_ay) ** 2 < 1.0
-    muscle = (X / (p.body_ax - p.fat)) ** 2 + (Y / (p.body_ay - p.fat)) ** 2 < 1.0
+    body = model.body(0.0, Y, X)
+    muscle = model.body(0.0, Y, X, inset=p.fat)
     cr_plane = np.sqrt((X / model.cav_ax) ** 2 + ((Y - model.cav_cy) / model.cav_ay) ** 2)
     dz_plane = np.broadcast_to(model.diaphragm_z(Y, X), plane)
     rib_width = p.rib / min(model.cav_ax, model.cav_ay)
