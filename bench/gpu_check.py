@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--slices", type=int, default=400)
     ap.add_argument("--batch", type=int, default=4, help="tiles per batch on CUDA")
     ap.add_argument("--skip-cpu", action="store_true", help="time CUDA only (no CPU reference masks)")
-    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "gpu_check.json")
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp")) / "gpu_check.json")
     args = ap.parse_args()
 
     import onnxruntime as ort

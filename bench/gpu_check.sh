@@ -32,7 +32,7 @@ import onnxruntime as ort
 print("onnxruntime", ort.__version__, ort.get_available_providers())
 PY
 nvidia-smi || true
-"$PY" bench/gpu_check.py --out "${OUT:-.}/gpu_check.json" "$@"
+"$PY" bench/gpu_check.py --out "${OUT:-/tmp}/gpu_check.json" "$@"
 # A realistic network size as well (random weights): the real preset at its own patch and spacing.
 "$PY" bench/gpu_check.py --preset real --patch 128 160 160 --spacing 1.5 1.0 1.0 --skip-cpu \
-  --out "${OUT:-.}/gpu_check_real.json" "$@" || true
+  --out "${OUT:-/tmp}/gpu_check_real.json" "$@" || true
