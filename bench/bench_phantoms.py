@@ -157,7 +157,15 @@ def main() -> int:
         train(calib, out / "calibration", train_cases, progress=False)
         sec_per_step = (time.monotonic() - t) / 4
     steps = max(10, int(budget_s / sec_per_step))
-    config = base.model_copy(update={"steps": steps, "checkpoint_every": max(10, steps // 10)})
+    optim = base.optim.model_copy(update={"warmup_steps": min(50, max(1, steps // 10))})
+    config = base.model_copy(
+        update={
+            "steps": steps,
+            "checkpoint_every": max(10, steps // 10),
+            "log_every": max(1, steps // 40),
+            "optim": optim,
+        }
+    )
     print(f"training {steps} steps (~{sec_per_step:.2f} s/step) for at most {args.minutes} min -> {out}")
     summary = train(
         config,

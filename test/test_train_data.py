@@ -175,3 +175,49 @@ def test_a_cropped_case_maps_predictions_back_onto_the_whole_native_grid():
     masks = case_masks(perfect, case, cfg.input.spacing_zyx, threshold=0.5)
     assert masks.shape == ent.shape
     np.testing.assert_array_equal(masks, (case.labels_native() > 0).astype(np.uint8))
+
+
+def test_anatomy_prior_channels_follow_the_ct_channel_in_spec_order():
+    from train_helpers import SPACING, blob_case
+
+    from rexground.train.anatomy_channels import check_channel_names, masks_from_anatomy
+    from rexground.train.config import InputSpec
+    from rexground.train.data import prepare_arrays
+
+    hu, ent, texts, cats = blob_case(0)
+    right = np.zeros(hu.shape, bool)
+    right[..., :20] = True
+    lobes = np.where(right, 3, 0).astype(np.uint8)  # "RLL" everywhere on the right
+
+    class Anat:  # the duck type of rexground.anatomy.Anatomy that the channels need
+        lung_right, lung_left = right, ~right
+
+        def lobe(self, name):
+            return lobes == {"RLL": 3}.get(name, 99)
+
+        def to_ct_grid(self, a):
+            return a
+
+    masks = masks_from_anatomy(Anat(), ["lung_left", "lobe_RLL"])
+    assert masks["lung_left"].dtype == np.uint8 and masks["lobe_RLL"][0, 0, 0] == 1
+    with pytest.raises(ValueError, match="unknown anatomy channel"):
+        check_channel_names(["spleen"])
+    cfg = tiny_config()
+    spec = InputSpec(
+        patch_size_zyx=(16, 24, 24), spacing_zyx=SPACING, anatomy_channels=("lung_left", "lobe_RLL")
+    )
+    case = prepare_arrays(
+        name="a.nii.gz",
+        split="train",
+        hu_clipped_zyx=hu,
+        spacing_zyx=SPACING,
+        entities_fzyx=ent,
+        texts=texts,
+        categories=cats,
+        spec=spec,
+        data=cfg.data,
+        anatomy=masks,
+    )
+    assert case.image.shape[0] == 3
+    np.testing.assert_array_equal(case.image[1], masks["lung_left"])
+    np.testing.assert_array_equal(case.image[2], masks["lobe_RLL"])
