@@ -204,3 +204,16 @@ def test_graph_without_the_named_skip_is_refused(tmp_path):
     with pytest.raises(RexgroundError, match="skipX"):
         CpuOrtBackend(enc, dec, bad)
     assert isinstance(onnx.load_from_string(toy_decoder(patch).SerializeToString()), onnx.ModelProto)
+
+
+def test_inference_path_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import rexground.engines.network, rexground.infer.predictor, rexground.infer.conditions\n"
+        "import rexground.model_package\n"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
