@@ -4,8 +4,9 @@ These are never clipped to the lung mask (they lie between the lung and the ches
 given by a half-space split at the mid-line between the lungs, since a pleural finding is not in either
 lung mask.
 
-* Effusion: fluid density (about -30..+60 HU, smoothed at 1.5 mm) in the pleural envelope but not in the
-  aerated lung, weighted towards the dependent (posterior) side where fluid collects.
+* Effusion: water density (-15..+28 HU, smoothed at 2 mm; muscle, liver and spleen are denser on an
+  unenhanced CT) in the pleural envelope but not in the aerated lung, in collections that lie against the
+  lung, weighted towards the dependent (posterior) side where fluid collects.
 * Thickening / plaques: soft-tissue or calcified density within 6 mm of the lung surface, outside it.
 * Pneumothorax: pure air (below -960 HU smoothed, i.e. no lung markings) in the pleural envelope, in
   pockets that reach the lung's outer surface; emphysema inside the lung is not at its surface as a sheet.
@@ -14,6 +15,7 @@ lung mask.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from rexground.engines.rules.common import (
     RuleContext,
@@ -25,7 +27,19 @@ from rexground.engines.rules.common import (
 )
 from rexground.engines.rules.consolidation import dependent_weight
 
+HU_FLUID_LOW, HU_FLUID_HIGH = -15.0, 28.0  # simple (transudate / exudate) pleural fluid, unenhanced
 _THICKENING_WORDS = ("thicken", "plaque", "pleural-based", "pleural based", "nodular pleura")
+
+
+def _touching(mask: np.ndarray, contact: np.ndarray) -> np.ndarray:
+    """The components of ``mask`` that reach ``contact`` (pleural collections lie against the lung)."""
+    lab, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 2))
+    if n == 0:
+        return mask
+    keep = np.zeros(n + 1, bool)
+    hit = np.unique(lab[contact & mask])
+    keep[hit[hit > 0]] = True
+    return keep[lab]
 
 
 def _pleural_space(ctx: RuleContext) -> tuple[np.ndarray, np.ndarray]:
@@ -55,11 +69,17 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
         kind = "thickening"
         min_ml = 0.1
     else:
-        like = band(f.smooth(1.5), -30.0, 60.0, soft=40.0) * outside * dependent_weight(ctx, space)
+        # Water density, not muscle (40-60 HU) nor liver or spleen (45-65 HU) that the envelope also holds.
+        like = (
+            band(f.smooth(2.0), HU_FLUID_LOW, HU_FLUID_HIGH, soft=15.0)
+            * outside
+            * dependent_weight(ctx, space)
+        )
         kind = "effusion"
         min_ml = 2.0
     min_vox = max(3, int(np.ceil(min_ml * 1000.0 / float(np.prod(f.spacing)))))
     found = keep_components(like >= 0.5, min_vox)
+    found = _touching(found, f.distance_mm(lungs, key="lungs-out") <= 2.0 * f.inplane)
     score = np.where(found, np.maximum(like, 0.5), np.minimum(like, 0.49)).astype(np.float32)
     return RuleOutput(score=score, fallback=_side_region(ctx, space), notes={"rule": f"pleural_{kind}"})
 
@@ -75,8 +95,6 @@ def predict_pneumothorax(ctx: RuleContext) -> RuleOutput:
     outer = f.depth_mm(space | lungs, key="pleural-or-lungs") <= max(6.0, 2.0 * f.inplane)
     min_vox = max(3, int(np.ceil(2000.0 / float(np.prod(f.spacing)))))
     pockets = keep_components(air, min_vox)
-    from scipy import ndimage
-
     lab, n = ndimage.label(pockets)
     if n:
         touching = np.unique(lab[outer & pockets])
