@@ -41,6 +41,11 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--patch", type=int, nargs=3, default=(32, 48, 48))
     p.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary folder)")
     p.add_argument(
+        "--anatomy",
+        action="store_true",
+        help="add anatomy prior channels (lungs by side, lobes) computed by rexground.anatomy, as inference would",
+    )
+    p.add_argument(
         "--eval-step",
         type=float,
         default=1.0,
@@ -50,8 +55,22 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
+ANATOMY = (
+    "lung_right",
+    "lung_left",
+    "lobe_RUL",
+    "lobe_RML",
+    "lobe_RLL",
+    "lobe_LUL",
+    "lobe_lingula",
+    "lobe_LLL",
+)
+
+
 def _phantoms(seeds, split, spec, data, pair_categories=None):
+    from rexground.anatomy import compute_anatomy_from_array
     from rexground.synth import generate_case
+    from rexground.train.anatomy_channels import masks_from_anatomy
     from rexground.train.data import prepare_arrays
 
     out, pairs = [], []
@@ -68,6 +87,11 @@ def _phantoms(seeds, split, spec, data, pair_categories=None):
         else:
             masks = np.stack([f.mask_labels for f in case.findings])
         hu = np.maximum(case.hu.astype(np.float32), -1024.0)  # padding clipped first
+        anatomy = None
+        if spec.anatomy_channels:  # computed from the CT as at inference, not the phantom's true lobes
+            anatomy = masks_from_anatomy(
+                compute_anatomy_from_array(case.hu, case.spacing_zyx), spec.anatomy_channels
+            )
         name = f"phantom_{seed}.nii.gz"
         out.append(
             prepare_arrays(
@@ -81,6 +105,7 @@ def _phantoms(seeds, split, spec, data, pair_categories=None):
                 spec=spec,
                 data=data,
                 keep_native_labels=split != "train",
+                anatomy=anatomy,
             )
         )
         for a in range(len(case.findings)):
@@ -112,9 +137,14 @@ def main() -> int:
 
     spacing = (args.spacing,) * 3
     base = TrainConfig(
-        net=NetConfig.tiny(features=(16, 24, 32, 48), embed_dim=16, cond_dim=64),
+        net=NetConfig.tiny(
+            features=(16, 24, 32, 48), embed_dim=16, cond_dim=64, in_channels=1 + len(ANATOMY) * args.anatomy
+        ),
         input=InputSpec(
-            patch_size_zyx=tuple(args.patch), spacing_zyx=spacing, text_encoder=args.text_encoder
+            patch_size_zyx=tuple(args.patch),
+            spacing_zyx=spacing,
+            text_encoder=args.text_encoder,
+            anatomy_channels=ANATOMY if args.anatomy else (),
         ),
         data=DataConfig(
             positives_per_patch=2, negatives_per_patch=1, foreground_fraction=0.8, max_val_cases=None
@@ -230,7 +260,8 @@ def main() -> int:
         print(f"{k:<{width}}  {v}")
     print(
         f"\nmachine: {torch.get_num_threads()} torch threads; text encoder {cfg.input.text_encoder}; "
-        f"model spacing {cfg.input.spacing_zyx} mm, patch {cfg.input.patch_size_zyx}"
+        f"model spacing {cfg.input.spacing_zyx} mm, patch {cfg.input.patch_size_zyx}, "
+        f"anatomy channels: {', '.join(cfg.input.anatomy_channels) or 'none'}"
     )
     return 0
 
