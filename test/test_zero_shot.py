@@ -242,3 +242,15 @@ def test_rule_context_exposes_the_lowercased_text(phantom):
     anat = FakeAnatomy(phantom)
     ctx = RuleContext(_query("Mass", "2d"), Features(anat, phantom.hu, SPACING), anat.lungs, False)
     assert ctx.text == "mass" and ctx.anat is anat
+
+
+def test_a_failing_anatomy_region_falls_back_to_the_lungs(phantom):
+    class Broken(FakeAnatomy):
+        def region(self, side="unspecified", lobes=(), zones=()):
+            raise IndexError("bug in the lobe model")
+
+    anat = Broken(phantom)
+    q = _query("Right pleural effusion.", "2e", side="right")
+    eng = ZeroShotEngine(anatomy_fn=lambda ct: anat, parse_fn=lambda t: q)
+    pred = eng.predict(_ct(phantom), [q.text])[0]
+    assert "IndexError" in pred.info["region_error"] and pred.mask.sum() >= 10

@@ -97,9 +97,14 @@ class ZeroShotEngine:
 
     def _predict_one(self, anat, features: Features, query: FindingQuery, t_anat: float) -> FindingPrediction:
         t0 = time.perf_counter()
-        region, named, dropped = named_region(anat, query)
-        ctx = RuleContext(query=query, features=features, region=region, region_is_named=named)
         info: dict = {"engine": self.name, "query": query.model_dump(), "anatomy_s": round(t_anat, 3)}
+        try:
+            region, named, dropped = named_region(anat, query)
+        except Exception as exc:  # an anatomy failure on one place must not cost the answer: use the lungs
+            log.exception("named region of %r failed; using the lungs", query.text)
+            info["region_error"] = f"{type(exc).__name__}: {exc}"
+            region, named, dropped = np.asarray(anat.lungs, bool), False, []
+        ctx = RuleContext(query=query, features=features, region=region, region_is_named=named)
         if dropped:
             info["region_dropped"] = dropped
         try:
