@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 AIR_SEED_HU = -900.0
-GROW_THRESHOLDS_HU = (-960.0, -940.0, -920.0, -900.0, -880.0, -860.0, -840.0, -820.0, -800.0)
+GROW_THRESHOLDS_HU = (-950.0, -925.0, -900.0, -875.0, -850.0, -825.0, -800.0)
 _TRACHEA_AREA_MM2 = (60.0, 900.0)  # lumen of an adult trachea is about 1.5-2.5 cm across
 _MAX_TREE_ML = 350.0  # larger means the growth leaked into a lung
 _LEAK_RATIO = 1.8

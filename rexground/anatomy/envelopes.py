@@ -60,9 +60,8 @@ def lung_envelopes(
 def _medial_borders(env_r: np.ndarray, env_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per (z, y) row: the right lung's largest x and the left lung's smallest x (-1 / nx where absent)."""
     nx = env_r.shape[2]
-    xs = np.arange(nx)
-    r_max = np.where(env_r.any(axis=2), np.max(np.where(env_r, xs, -1), axis=2), -1)
-    l_min = np.where(env_l.any(axis=2), np.min(np.where(env_l, xs, nx), axis=2), nx)
+    r_max = np.where(env_r.any(axis=2), nx - 1 - np.argmax(env_r[:, :, ::-1], axis=2), -1)
+    l_min = np.where(env_l.any(axis=2), np.argmax(env_l, axis=2), nx)
     return r_max, l_min
 
 

@@ -108,12 +108,26 @@ def open_(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) 
     return dilate(erode(mask, radius_mm, spacing, per_slice), radius_mm, spacing, per_slice)
 
 
+_IN_SLICE = np.zeros((3, 3, 3), dtype=bool)
+_IN_SLICE[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected within an axial slice, never across
+
+
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """Fill holes in every axial slice (2D), which closes lungs and body around dense structures."""
+    """Fill holes in every axial slice (2D), which closes lungs and body around dense structures. One
+    labelling of the background with in-slice connectivity: background parts that do not reach the
+    slice's edge are holes (much faster than ``binary_fill_holes`` slice by slice)."""
     mask = np.asarray(mask, dtype=bool)
-    out = np.empty_like(mask)
-    for z in range(mask.shape[0]):
-        out[z] = ndimage.binary_fill_holes(mask[z]) if mask[z].any() else False
+    out = mask.copy()
+    box = _bbox(mask, (0, 1, 1))  # background beyond the mask's box is outside anyway
+    if box is None:
+        return out
+    sub = np.pad(mask[box], [(0, 0), (1, 1), (1, 1)])
+    labels, n = ndimage.label(~sub, structure=_IN_SLICE)
+    outside = np.zeros(n + 1, dtype=bool)
+    for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        outside[edge.ravel()] = True
+    outside[0] = False
+    out[box] = (~outside[labels])[:, 1:-1, 1:-1]
     return out
 
 
@@ -125,7 +139,9 @@ def largest_components(mask: np.ndarray, keep: int = 1, structure=None) -> np.nd
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     sizes[0] = 0
     order = np.argsort(-sizes)[:keep]
-    return np.isin(labels, order[sizes[order] > 0])
+    lut = np.zeros(n + 1, dtype=bool)
+    lut[order[sizes[order] > 0]] = True
+    return lut[labels]
 
 
 def component_sizes(labels: np.ndarray, n: int) -> np.ndarray:
