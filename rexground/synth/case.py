@@ -16,7 +16,7 @@ SIZES = ("small", "real")
 _WORLD = (2, 1, 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: comparing mask arrays with == is ambiguous
 class PhantomFinding:
     """One finding sentence and its exhaustive ground truth (entity values 1..n, canonical (z, y, x))."""
 

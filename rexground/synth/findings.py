@@ -1042,7 +1042,7 @@ def _label_map(grid: Grid, drawn: Drawn) -> np.ndarray:
     return labels
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Distractor:
     """A lesion painted in the image but described by no finding: same category, another place."""
 
