@@ -197,3 +197,20 @@ def test_a_mass_at_the_hilum_is_inside_the_lung_envelope():
     assert (mass & anat.lung_envelope_right).sum() > 0.8 * mass.sum()
     assert (mass & anat.lungs).sum() < 0.5 * mass.sum()  # the aerated lung alone would carve it out
     assert not (anat.lung_envelope & ~anat.body).any()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_phantom_lungs_and_large_lobes_agree_with_the_generator(seed):
+    synth = pytest.importorskip("rexground.synth")
+    case = synth.generate_case(seed, size="small")
+    anat = compute_anatomy_from_array(case.hu, case.spacing_zyx, 1.5)
+    truth = case.lobes
+    right = anat.to_ct_grid(anat.lung_right)
+    left = anat.to_ct_grid(anat.lung_left)
+    assert dice(right, np.isin(truth, [1, 2, 3])) > 0.95
+    assert dice(left, np.isin(truth, [4, 5, 6])) > 0.93
+    lobes = anat.to_ct_grid(anat.lobes)
+    # the generator draws its fissures with its own model; the large lobes must still broadly agree
+    for name in ("RUL", "RLL", "LUL", "LLL"):
+        lab = LOBE_LABELS[name]
+        assert dice(lobes == lab, truth == lab) > 0.7, name

@@ -28,6 +28,7 @@ Attributes (bool unless said otherwise, all on the working grid):
 * ``hemithorax(side)``: voxels nearer that side's lung envelope than the other's (inside the body)
 * ``zone(name, side)``: one of :data:`ZONE_NAMES` (definitions in :mod:`.zones`)
 * ``region(side, lobes, zones)``: see its docstring
+* Arrays returned by attributes, ``zone`` and ``hemithorax`` are shared (cached): copy before modifying.
 * ``info``: how things were found (split method, airway threshold, CPU seconds per step)
 """
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -99,11 +101,11 @@ class Anatomy:
         return self.grid.from_ct(array_ct, order=order)
 
     # -- combined masks ---------------------------------------------------------------------------------
-    @property
+    @cached_property
     def lungs(self) -> np.ndarray:
         return self.lung_right | self.lung_left
 
-    @property
+    @cached_property
     def lung_envelope(self) -> np.ndarray:
         return self.lung_envelope_right | self.lung_envelope_left
 
