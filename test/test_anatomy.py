@@ -214,3 +214,27 @@ def test_phantom_lungs_and_large_lobes_agree_with_the_generator(seed):
     for name in ("RUL", "RLL", "LUL", "LLL"):
         lab = LOBE_LABELS[name]
         assert dice(lobes == lab, truth == lab) > 0.7, name
+
+
+@pytest.mark.parametrize(
+    ("fill_hu", "shape"),
+    [(-1024, (10, 64, 64)), (0, (10, 64, 64)), (-1024, (1, 64, 64))],
+    ids=["all-air", "all-water", "one-slice"],
+)
+def test_volumes_without_a_chest_give_empty_anatomy_not_errors(fill_hu, shape):
+    anat = compute_anatomy_from_array(np.full(shape, fill_hu, dtype=np.int16), (2.0, 1.0, 1.0), 1.5)
+    assert not anat.lungs.any() and not anat.lobes.any()
+    for name in ZONE_NAMES:
+        assert anat.zone(name, "left").shape == anat.shape
+    region = anat.region(side="left", lobes=("LLL",), zones=("basal",))
+    assert np.array_equal(region, anat.body) or region.any() == anat.body.any()
+    assert anat.to_ct_grid(anat.lungs).shape == shape
+
+
+def test_a_scan_ending_below_the_carina_has_no_airways_but_both_lungs():
+    hu, truth = make_chest(seed=4)
+    anat = compute_anatomy_from_array(hu[:20], SPACING, 1.5)
+    assert anat.info["airways"]["found"] == 0.0
+    assert dice(anat.to_ct_grid(anat.lung_right), truth["right"][:20]) > 0.9
+    assert dice(anat.to_ct_grid(anat.lung_left), truth["left"][:20]) > 0.9
+    assert anat.hilum_right is not None and anat.zone("perihilar", "right").any()
