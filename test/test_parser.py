@@ -58,6 +58,8 @@ from rexground.text.query import CATEGORY_CODES, FindingQuery
         ("Fibrotic sequelae in the right apex", "2a"),
         ("Airspace opacities in the right lower lobe", "2b"),
         ("Peribronchial interstitial thickening", "1a"),
+        ("Bronchiectatic changes in the right lower lobe", "1b"),  # adjective form
+        ("Bronchiolectasis in the lower lobes", "1b"),
     ],
 )
 def test_category_follows_the_head_finding_word(text, category):
@@ -105,6 +107,8 @@ def test_british_and_hyphenated_spellings_read_the_same():
         ("Nodules in the lower lobes bilaterally", "bilateral", ("RLL", "LLL")),
         ("Atelectasis in the lingular segment of the left lung upper lobe", "left", ("lingula",)),
         ("Consolidation in the left lung lower lobe superior segment", "left", ("LLL",)),
+        ("Linear atelectasis in both apical regions", "bilateral", ()),
+        ("Scarring in both basal segments", "bilateral", ("RLL", "LLL")),
     ],
 )
 def test_side_and_lobes(text, side, lobes):

@@ -65,7 +65,7 @@ _ATTACH_BEFORE = re.compile(r"^\s*(?:,\s*)?$")
 
 _SIDE_WORDS = (
     (re.compile(r"\b(?:both|bilateral(?:ly)?|the two)\s+(?:lungs?|sides?|hemithora\w+|apices|bases|lung)|"
-                r"\bbilateral(?:ly)?\b|\bbilat\b|\bbiapical\b|\bbibasal\b|\bboth\s+(?:upper|lower|middle)\b|"
+                r"\bbilateral(?:ly)?\b|\bbilat\b|\bbiapical\b|\bbibasal\b|\bboth\s+(?:upper|lower|middle|apical|basal|basilar|perihilar|hilar|lung)\b|"
                 r"\b(?:the|lung) (?:bases|apices)\b"),
      "bilateral"),
     (re.compile(r"\bright\b|\bminor fissure\b|\bhorizontal fissure\b"), "right"),

@@ -101,7 +101,7 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     (r"bronchial wall (?:thickness|prominence)", "1a", 3),
     (r"bronchitis", "1a", 2),
     # 1b bronchiectasis
-    (r"bronchiolectas\w*|bronchiectas\w*", "1b", 3),
+    (r"bronchi(?:ol)?ectas\w*|bronchi(?:ol)?ectat\w*", "1b", 3),
     # 1c emphysema
     (r"emphysema\w*", "1c", 3),
     (r"bullae|bulla|bullous|blebs?", "1c", 3),
