@@ -24,12 +24,12 @@ _REGROW_STEPS = 2
 
 def body_mask(hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
     """Boolean body mask (filled per axial slice), table removed, on the grid of ``hu``. The work is done on
-    the coarse (about 3 mm) grid in-plane; the skin line is then taken from the threshold at full
-    resolution within one coarse voxel of the coarse body."""
+    the coarse (about 3 mm) grid; the skin line is then taken from the threshold at full resolution
+    within one coarse voxel (in-plane) of the coarse body."""
     dense = hu > BODY_HU
     if not dense.any():
         return np.zeros(hu.shape, dtype=bool)
-    f = (1, *mm.coarse_factors(spacing)[1:])
+    f = mm.coarse_factors(spacing)
     body_c = _body_mask_on(mm.down_majority(dense, f))
     near = mm.up(ndimage.binary_dilation(body_c, _CROSS), f, hu.shape)
     inner = mm.up(ndimage.binary_erosion(body_c, _CROSS), f, hu.shape)
