@@ -3,7 +3,8 @@
 ARG BASE_IMAGE=docker.io/library/python:3.11.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
-# Replaces the onnxruntime line of requirements.txt when set (e.g. "onnxruntime==1.26.0" for a CPU build).
+# Replaces the onnxruntime and nvidia-* lines of requirements.txt when set (e.g. "onnxruntime==1.26.0" for
+# a CPU build, or another onnxruntime-gpu release with the CUDA wheels its extras bring).
 ARG ONNXRUNTIME=""
 
 RUN groupadd -r user && useradd -m --no-log-init -r -g user user
@@ -17,7 +18,7 @@ ENV PYTHONUNBUFFERED=1 \
 COPY requirements.txt /opt/app/
 USER user
 RUN if [ -n "$ONNXRUNTIME" ]; then \
-        grep -v '^onnxruntime' requirements.txt > /tmp/requirements.txt && echo "$ONNXRUNTIME" >> /tmp/requirements.txt; \
+        grep -v -E '^(onnxruntime|nvidia-)' requirements.txt > /tmp/requirements.txt && echo "$ONNXRUNTIME" >> /tmp/requirements.txt; \
     else cp requirements.txt /tmp/requirements.txt; fi \
  && python -m pip install --user --no-cache-dir --no-warn-script-location -r /tmp/requirements.txt \
  && rm -rf /tmp/requirements.txt /home/user/.cache \
