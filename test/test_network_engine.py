@@ -137,7 +137,10 @@ def test_package_needing_anatomy_priors_says_so(package, tmp_path):
     odd = tmp_path / "model"
     shutil.copytree(package, odd)
     raw = json.loads((odd / MANIFEST_NAME).read_text())
-    raw["input_channels"] = ["ct", "lungs"]
+    raw["input_channels"] = ["ct", "spleen"]
     (odd / MANIFEST_NAME).write_text(json.dumps(raw))
-    with pytest.raises(ModelPackageError, match="lungs"):
+    with pytest.raises(ModelPackageError, match="spleen"):
         NetworkEngine(odd, device="cpu")
+    raw["input_channels"] = ["ct", "lungs"]  # known priors are computed by rexground.anatomy
+    (odd / MANIFEST_NAME).write_text(json.dumps(raw))
+    assert NetworkEngine(odd, device="cpu").anatomy_provider is not None

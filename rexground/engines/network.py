@@ -52,10 +52,16 @@ class NetworkEngine:
         self.package = load_package(model_dir)
         m = self.package.manifest
         if len(m.input_channels) > 1 and anatomy_provider is None:
-            raise ModelPackageError(
-                f"{self.package.root / MANIFEST_NAME}: the network needs anatomy prior channels "
-                f"{list(m.input_channels[1:])}; pass an anatomy_provider that computes them"
-            )
+            # The priors training used (rexground.anatomy via rexground.train.anatomy_channels, torch-free).
+            from rexground.train.anatomy_channels import anatomy_prior_masks, check_channel_names
+
+            try:
+                check_channel_names(m.input_channels[1:])
+            except ValueError as exc:
+                raise ModelPackageError(
+                    f"{self.package.root / MANIFEST_NAME}: input_channels: {exc}"
+                ) from None
+            anatomy_provider = anatomy_prior_masks
         self.anatomy_provider = anatomy_provider
         self.choice = create_backend(
             self.package,
