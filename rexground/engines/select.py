@@ -48,16 +48,9 @@ def _network(model_dir: Path, device: str) -> Engine:
     from rexground.engines.network import NetworkEngine
 
     # NetworkEngine loads the package with rexground.model_package.load_package, which refuses a package whose
-    # manifest, version or file hashes do not match (ModelPackageError naming the file).
-    return NetworkEngine(model_dir, device, anatomy_provider=anatomy_channels)
-
-
-def anatomy_channels(ct, names):
-    """The anatomy prior channels a package may ask for, computed as in training (torch-free)."""
-    from rexground.anatomy import compute_anatomy
-    from rexground.train.anatomy_channels import masks_from_anatomy
-
-    return masks_from_anatomy(compute_anatomy(ct), names)
+    # manifest, version or file hashes do not match (ModelPackageError naming the file), and computes the
+    # anatomy prior channels a package asks for itself.
+    return NetworkEngine(model_dir, device)
 
 
 def _preload_cuda_libraries() -> None:
