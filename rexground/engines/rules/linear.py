@@ -3,14 +3,18 @@
 At a 1.5 mm scale a plate has one strongly negative Hessian eigenvalue (across it) and two small ones; a
 vessel has two strong ones, a nodule three. Plateness keeps the first and rejects the others. Fissures
 are plates too, but thinner and fainter than a band of atelectasis, so the plate must also be solid
-(above -500 HU at its centre). The strongest plates in the named place are kept.
+(above -500 HU at its centre). The strongest plates in the named place are kept: one for a single
+finding, a few or more as the sentence's multiplicity says.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from rexground.engines.rules.common import RuleContext, RuleOutput, keep_components, soft_prior
+
+_N_WANTED = {"single": 1, "few": 3, "multiple": 8, "diffuse": 20}
 
 
 def predict(ctx: RuleContext) -> RuleOutput:
@@ -37,5 +41,19 @@ def predict(ctx: RuleContext) -> RuleOutput:
     score = np.clip(raw / top, 0, 1).astype(np.float32)
     min_vox = max(3, int(np.ceil(30.0 / float(np.prod(f.spacing)))))
     found = keep_components(score >= 0.5, min_vox)
+    found = _strongest_plates(found, score, _N_WANTED.get(ctx.query.multiplicity, 1))
     score = np.where(found, np.maximum(score, 0.5), np.minimum(score, 0.49)).astype(np.float32)
     return RuleOutput(score=score, fallback=ctx.region, notes={"rule": "linear", "voxels": int(found.sum())})
+
+
+def _strongest_plates(found: np.ndarray, score: np.ndarray, n_keep: int) -> np.ndarray:
+    """The ``n_keep`` plates with the most plate evidence (sum of score): a report names the band it saw,
+    and the many faint plate-like bits (fissure pieces, vessel walls) cost precision."""
+    lab, n = ndimage.label(found, structure=ndimage.generate_binary_structure(3, 2))
+    if n <= n_keep:
+        return found
+    idx = np.arange(1, n + 1)
+    evidence = ndimage.sum_labels(score, lab, idx)
+    keep = np.zeros(n + 1, bool)
+    keep[idx[np.argsort(-evidence)[:n_keep]]] = True
+    return keep[lab]
