@@ -127,3 +127,14 @@ def test_config_errors_name_the_file_and_field(tmp_path):
     )
     with pytest.raises(InputFileError, match="divisible"):
         load_config(bad)
+
+
+def test_every_parameter_gets_a_gradient_in_training():
+    # DistributedDataParallel stalls on parameters that never receive a gradient.
+    for kw in ({}, {"deep_supervision": 0}, {"deep_supervision": 1}):
+        net = _net(**kw).train()
+        x, t, q = _inputs(p=2)
+        outs = net(x, t, q, prompts_per_image=2, deep_supervision=True)
+        sum(o.float().mean() for o in outs).backward()
+        missing = [n for n, p in net.named_parameters() if p.grad is None]
+        assert not missing, (kw, missing)

@@ -105,21 +105,23 @@ class CondStage(nn.Module):
     """Conditioned branch stage: FiLM on the shared features of this level, merged with the upsampled
     branch state from the level above, one residual block, and a one-channel where-map."""
 
-    def __init__(self, cin: int, channels: int, stride, cond_dim: int, slope: float):
+    def __init__(self, cin: int, channels: int, stride, cond_dim: int, slope: float, with_where: bool):
         super().__init__()
         self.film = FiLM(cond_dim, channels)
         self.up = (
             nn.ConvTranspose3d(cin, channels, kernel_size=stride, stride=stride, bias=False) if cin else None
         )
         self.block = ResBlock(channels, channels, slope=slope)
-        self.where = nn.Conv3d(channels, 1, 1)
+        # Only levels whose map is used (the finest, and the deep-supervision ones) get a head: a head
+        # without a gradient would stall DistributedDataParallel.
+        self.where = nn.Conv3d(channels, 1, 1) if with_where else None
 
-    def forward(self, shared: Tensor, above: Tensor | None, cond: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, shared: Tensor, above: Tensor | None, cond: Tensor) -> tuple[Tensor, Tensor | None]:
         h = self.film(shared, cond)
         if self.up is not None and above is not None:
             h = h + self.up(above)
         h = self.block(h)
-        return h, self.where(h)
+        return h, self.where(h) if self.where is not None else None
 
 
 class GroundingNet(nn.Module):
@@ -168,6 +170,7 @@ class GroundingNet(nn.Module):
                 config.strides[k + 1] if k < n - 1 else (1, 1, 1),
                 config.cond_dim,
                 slope,
+                with_where=k < lc + max(1, config.deep_supervision),
             )
             for k in range(n - 1, lc - 1, -1)
         )
@@ -231,10 +234,11 @@ class GroundingNet(nn.Module):
         emb, coarse = feats[0], feats[1:]  # coarse: levels cond_level ... bottleneck, finest first
         cond = self.cond(torch.cat([text_emb, query_feat], dim=1))
         h: Tensor | None = None
-        where: list[Tensor] = []
+        where: list[Tensor] = []  # coarsest first
         for stage, shared in zip(self.cond_stages, reversed(coarse), strict=True):
             h, w = stage(shared, h, cond)
-            where.append(w)
+            if w is not None:
+                where.append(w)
         q = self.query(cond)[:, :, None, None, None] * self._scale
         bias = self.query_bias(cond)[:, :, None, None, None]
         up = F.interpolate(where[-1], size=emb.shape[2:], mode="trilinear", align_corners=False)
