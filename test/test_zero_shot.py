@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rexground.engines.rules import RULES, Features, RuleContext, rule_for
-from rexground.engines.zero_shot import ZeroShotEngine, named_region
+from rexground.engines.zero_shot import ZeroShotEngine, named_region, segment_zones
 from rexground.geometry import Geometry
 from rexground.io import CTVolume
 from rexground.text.query import CATEGORY_CODES, FindingQuery
@@ -254,3 +254,25 @@ def test_a_failing_anatomy_region_falls_back_to_the_lungs(phantom):
     eng = ZeroShotEngine(anatomy_fn=lambda ct: anat, parse_fn=lambda t: q)
     pred = eng.predict(_ct(phantom), [q.text])[0]
     assert "IndexError" in pred.info["region_error"] and pred.mask.sum() >= 10
+
+
+def test_segments_narrow_the_lobe_by_their_zones():
+    assert segment_zones(("RLL posterior basal",)) == ("basal", "posterior")
+    assert segment_zones(("LUL apicoposterior",)) == ("apical", "posterior")
+    assert segment_zones(("LUL anterior",)) == ("anterior",)
+    assert segment_zones(("RML lateral",)) == ()  # no zone for it: the whole lobe
+    assert segment_zones(("RLL posterior basal", "RLL anterior basal")) == ()  # disagreeing segments
+
+
+def test_named_region_passes_segment_zones_to_the_anatomy(phantom):
+    seen = []
+
+    class Recording(FakeAnatomy):
+        def region(self, side="unspecified", lobes=(), zones=()):
+            seen.append(tuple(zones))
+            return super().region(side, lobes, zones)
+
+    q = FindingQuery(text="x", category="2a", category_confidence=1.0, side="left", lobes=("LUL",),
+                     segments=("LUL anterior",))  # fmt: skip
+    named_region(Recording(phantom), q)
+    assert seen[0] == ("anterior",)

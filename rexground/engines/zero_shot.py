@@ -23,16 +23,51 @@ from rexground.text.query import FindingQuery
 log = logging.getLogger(__name__)
 
 
+# Bronchopulmonary segments as zones of their lobe (the anatomy models lobes, not segments): the part of
+# the lobe a segment occupies, by the zone that contains most of it. Segments without such a zone
+# (lateral, medial, superior, inferior, lingular) leave the whole lobe.
+_SEGMENT_ZONES: dict[str, tuple[str, ...]] = {
+    "apical": ("apical",),
+    "apicoposterior": ("apical", "posterior"),
+    "anterior": ("anterior",),
+    "posterior": ("posterior",),
+    "anterior basal": ("basal", "anterior"),
+    "anteromedial basal": ("basal", "anterior"),
+    "posterior basal": ("basal", "posterior"),
+    "posterobasal": ("basal", "posterior"),
+    "lateral basal": ("basal",),
+    "medial basal": ("basal",),
+}
+
+
+def segment_zones(segments: tuple[str, ...]) -> tuple[str, ...]:
+    """Zones implied by the named segments ("RLL posterior basal" -> basal, posterior), when all named
+    segments agree on them (two segments in different parts of a lobe imply no zone)."""
+    found: list[tuple[str, ...]] = []
+    for seg in segments:
+        words = seg.split(" ", 1)
+        name = words[1].lower() if len(words) == 2 else seg.lower()
+        if name not in _SEGMENT_ZONES:
+            return ()
+        found.append(_SEGMENT_ZONES[name])
+    if not found or any(z != found[0] for z in found):
+        return ()
+    return found[0]
+
+
 def named_region(anat, query: FindingQuery) -> tuple[np.ndarray, bool, list[str]]:
     """The working-grid region the sentence names, its being named at all, and what had to be dropped.
 
-    The anatomy answers side + lobes + zones; if that is empty (a zone the anatomy does not model, a lobe
-    that is absent), the zones, then the lobes are dropped, so the answer is the most specific place that
-    exists, down to the lungs of the named side."""
+    The anatomy answers side + lobes + zones (the sentence's zones and those its segments imply); if that
+    is empty (a zone the anatomy does not model, a lobe that is absent), the segment zones, the zones,
+    then the lobes are dropped, so the answer is the most specific place that exists, down to the lungs
+    of the named side."""
     side = query.side if query.side in ("left", "right", "bilateral") else "unspecified"
     named = side in ("left", "right") or bool(query.lobes) or bool(query.zones)
     dropped: list[str] = []
+    zones = tuple(dict.fromkeys((*query.zones, *segment_zones(tuple(query.segments)))))
     attempts = [
+        (side, tuple(query.lobes), zones),
         (side, tuple(query.lobes), tuple(query.zones)),
         (side, tuple(query.lobes), ()),
         (side, (), ()),
