@@ -13,7 +13,8 @@ both lungs' envelopes claim go to the nearer lung.
 
 Mediastinum (approximate, per axial slice): between the two lungs, i.e. the voxels of the thoracic hull
 (convex hull of both lung envelopes) whose x lies between the right lung's and the left lung's medial
-borders on the same row, or between the two lungs' medial-most columns on rows that lack one lung.
+borders on the same row, or between the two lungs' medial-most columns on rows that lack one lung; it
+never overlaps either lung envelope (a hilar tumour inside an envelope is not mediastinum).
 
 Pleural envelope: the thoracic cage (per-slice convex hull of both lungs and of the bone within 25 mm of
 them, i.e. ribs, spine and sternum, not the arms) within 60 mm of a lung, minus the lungs' cores (two
