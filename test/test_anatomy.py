@@ -238,3 +238,13 @@ def test_a_scan_ending_below_the_carina_has_no_airways_but_both_lungs():
     assert dice(anat.to_ct_grid(anat.lung_right), truth["right"][:20]) > 0.9
     assert dice(anat.to_ct_grid(anat.lung_left), truth["left"][:20]) > 0.9
     assert anat.hilum_right is not None and anat.zone("perihilar", "right").any()
+
+
+
+def test_region_lul_includes_the_lingula_as_sentences_mean_it(chest):
+    anat, _ = chest
+    lul = anat.region(side="left", lobes=("LUL",))
+    assert anat.lobe("lingula").any()
+    assert (lul & anat.lobe("lingula")).sum() == (anat.lobe("lingula") & anat.hemithorax("left")).sum()
+    lingula = anat.region(side="left", lobes=("lingula",))
+    assert lingula.any() and not (lingula & anat.lobe("LUL")).any()

@@ -52,9 +52,14 @@ from .grid import WorkingGrid
 from .lobes import LOBE_LABELS, LOBES_OF_SIDE
 from .zones import ZONE_NAMES
 
-__all__ = ["LOBE_LABELS", "SIDES", "ZONE_NAMES", "Anatomy", "compute_anatomy", "compute_anatomy_from_array"]
+__all__ = ["LOBE_LABELS", "QUERY_LOBE_LABELS", "SIDES", "ZONE_NAMES", "Anatomy", "compute_anatomy", "compute_anatomy_from_array"]
 
 SIDES: tuple[str, ...] = ("left", "right", "bilateral", "unspecified")
+# A lobe named in a sentence -> the label parts it covers: "LUL" is the anatomical left upper lobe, which
+# contains the lingula (the parser's contract, rexground.text.parser); "lingula" alone is only its part.
+QUERY_LOBE_LABELS: dict[str, tuple[int, ...]] = {
+    name: (label, LOBE_LABELS["lingula"]) if name == "LUL" else (label,) for name, label in LOBE_LABELS.items()
+}
 _HILUM_MARGIN_MM = 15.0  # perihilar and pleural zones may leave the lung envelope by this much
 _PLEURAL_NEAR_LOBE_MM = 30.0
 DEFAULT_WORKING_SPACING_MM = 1.5
@@ -172,6 +177,8 @@ class Anatomy:
         """Where a finding with this place may be: the union of ``lobes`` (or the side's lung envelope when no
         lobe is named), restricted to ``side``, intersected with every zone in ``zones``.
 
+        Lobes are read as a finding sentence means them (``QUERY_LOBE_LABELS``): "LUL" is the whole left upper
+        lobe, lingula included, while "lingula" is the lingula alone; :meth:`lobe` answers label by label.
         Rules: lobes on the other side than a named left/right ``side`` are ignored (and the side's envelope
         used if none remains); for the ``pleural`` and ``perihilar`` zones the base is first widened by 15 mm
         (30 mm for pleural) within the side's hemithorax, since those places lie partly outside the lung.
@@ -188,7 +195,7 @@ class Anatomy:
         hemi = self.hemithorax(side)
         env = self.lung_envelope_of(side)
         if lobes:
-            base = np.isin(self.lobes, [LOBE_LABELS[lobe] for lobe in lobes]) & hemi
+            base = np.isin(self.lobes, [label for lobe in lobes for label in QUERY_LOBE_LABELS[lobe]]) & hemi
             if not base.any():
                 base = env
         else:
