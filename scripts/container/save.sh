@@ -33,7 +33,10 @@ trap cleanup EXIT
 image_file="$OUT/$(echo "$TAG" | tr '/:' '__').tar.gz"
 TMP_FILES+=("$image_file.partial")
 echo "saving $TAG -> $image_file"
-"${ENGINE[@]}" save "$TAG" | gzip -c > "$image_file.partial"
+# pigz compresses on every core (the image is hundreds of MB); gzip otherwise. Same .tar.gz either way.
+GZIP_CMD=(gzip -c)
+command -v pigz >/dev/null && GZIP_CMD=(pigz -c)
+"${ENGINE[@]}" save "$TAG" | "${GZIP_CMD[@]}" > "$image_file.partial"
 mv "$image_file.partial" "$image_file"
 echo "image tarball: $image_file ($(du -h "$image_file" | cut -f1))"
 
