@@ -43,26 +43,12 @@ def _has_manifest(model_dir: Path) -> bool:
 
 def _network(model_dir: Path, device: str) -> Engine:
     # Imported here: the zero-shot path must not pay for (or depend on) the network engine's imports.
-    if device != "cpu":
-        _preload_cuda_libraries()
     from rexground.engines.network import NetworkEngine
 
     # NetworkEngine loads the package with rexground.model_package.load_package, which refuses a package whose
-    # manifest, version or file hashes do not match (ModelPackageError naming the file), and computes the
-    # anatomy prior channels a package asks for itself.
+    # manifest, version or file hashes do not match (ModelPackageError naming the file); it computes the
+    # anatomy prior channels a package asks for, and preloads the CUDA wheels' libraries before using CUDA.
     return NetworkEngine(model_dir, device)
-
-
-def _preload_cuda_libraries() -> None:
-    """onnxruntime-gpu finds the CUDA/cuDNN libraries of the nvidia-* wheels (the container's way of
-    carrying CUDA) only once they are preloaded; without a GPU build this does nothing."""
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers() and hasattr(ort, "preload_dlls"):
-        try:
-            ort.preload_dlls()
-        except Exception as exc:  # a missing library leaves the CPU provider working; say so, go on
-            log.warning("could not preload CUDA libraries (%s); the network may fall back to the CPU", exc)
 
 
 def _rules() -> Engine:
