@@ -35,6 +35,10 @@ if [ "$ENGINE_NAME" = podman ]; then
   BUILD_FLAGS+=(--pull=never --network host)
 fi
 
+# How the platform runs a container: no network, read-only root filesystem, only /tmp (tmpfs) and the
+# mounted /output writable. Callers add the memory cap and the mounts.
+PLATFORM_RUN=(run --rm --network none --read-only --tmpfs /tmp)
+
 # The base image named by a Dockerfile's `ARG BASE_IMAGE=...` default (used by the stand-in builder).
 base_image_of() {
   sed -n 's/^ARG BASE_IMAGE=\(.*\)$/\1/p' "$1" | head -n 1

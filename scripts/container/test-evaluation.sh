@@ -30,7 +30,7 @@ mkdir -p "$WORK/output"
 chmod 777 "$WORK/output"
 chmod -R a+rX "$WORK/input" "$WORK/ground_truth"
 start=$SECONDS
-"${ENGINE[@]}" run --rm --network none --read-only --tmpfs /tmp --memory "$MEMORY" --memory-swap "$MEMORY" \
+"${ENGINE[@]}" "${PLATFORM_RUN[@]}" --memory "$MEMORY" --memory-swap "$MEMORY" \
   -v "$WORK/input:/input:ro" -v "$WORK/ground_truth:/opt/ml/input/data/ground_truth:ro" \
   -v "$WORK/output:/output" "$TAG"
 echo "evaluation container ran in $((SECONDS - start)) s"

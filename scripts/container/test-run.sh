@@ -56,8 +56,7 @@ run_case() {
   fi
   local start=$SECONDS rc=0
   # shellcheck disable=SC2086
-  "${ENGINE[@]}" run --rm --network none --read-only --tmpfs /tmp \
-    --memory "$MEMORY" --memory-swap "$MEMORY" --shm-size 128m \
+  "${ENGINE[@]}" "${PLATFORM_RUN[@]}" --memory "$MEMORY" --memory-swap "$MEMORY" --shm-size 128m \
     "${mounts[@]}" ${RUN_FLAGS:-} "$TAG" >"$WORK/$name/stdout" 2>"$WORK/$name/stderr" || rc=$?
   echo "== $name: exit $rc in $((SECONDS - start)) s"
   if ! "$PYTHON" "$SCRIPT_DIR/compare_output.py" --name "$name" --input "$input" --output "$out" \
