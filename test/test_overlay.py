@@ -9,6 +9,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from rexground.cli import main
+from rexground.commands.show import masks_on_ct
 from rexground.errors import InputFileError
 from rexground.io import read_ct, write_channels, write_mask
 from rexground.overlay import COLOURS, PANEL_PX, _centre_voxel, render_overlay
@@ -90,27 +91,20 @@ def ct_path(tmp_path):
     return path
 
 
+def _show(ct_path, mask, out, *extra) -> int:
+    return main(["show", "--ct", str(ct_path), "--mask", str(mask), "--out", str(out), *extra])
+
+
 def test_show_reads_a_3d_mask_and_a_channel_file(tmp_path, ct_path, capsys):
     ct = read_ct(ct_path)
     masks = np.stack([ct.hu > 0, ct.hu > 50]).astype(np.uint8)
     write_mask(tmp_path / "one.nii.gz", masks[0], ct.geometry)
     write_channels(tmp_path / "two.nii.gz", masks, ct.geometry)
+    assert _show(ct_path, tmp_path / "one.nii.gz", tmp_path / "a.png") == 0
     assert (
-        main(
-            [
-                "show",
-                "--ct",
-                str(ct_path),
-                "--mask",
-                str(tmp_path / "one.nii.gz"),
-                "--out",
-                str(tmp_path / "a.png"),
-            ]
-        )
+        _show(ct_path, tmp_path / "two.nii.gz", tmp_path / "b.png", "--channel", "1", "--finding", "second")
         == 0
     )
-    assert main(["show", "--ct", str(ct_path), "--mask", str(tmp_path / "two.nii.gz"), "--out", str(tmp_path / "b.png"),
-                 "--channel", "1", "--finding", "second"]) == 0  # fmt: skip
     a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
     assert a.size == b.size  # one header line each
     assert _red_pixels(a).any() and _red_pixels(b).any()
@@ -120,21 +114,7 @@ def test_show_reads_a_3d_mask_and_a_channel_file(tmp_path, ct_path, capsys):
 def test_show_refuses_a_mask_of_another_grid(tmp_path, ct_path):
     other = sitk.GetImageFromArray(np.zeros((5, 6, 7), np.uint8))
     sitk.WriteImage(other, str(tmp_path / "other.mha"))
-    from rexground.commands.show import masks_on_ct
 
     with pytest.raises(InputFileError, match="fits neither"):
         masks_on_ct(tmp_path / "other.mha", read_ct(ct_path))
-    assert (
-        main(
-            [
-                "show",
-                "--ct",
-                str(ct_path),
-                "--mask",
-                str(tmp_path / "other.mha"),
-                "--out",
-                str(tmp_path / "x.png"),
-            ]
-        )
-        == 1
-    )
+    assert _show(ct_path, tmp_path / "other.mha", tmp_path / "x.png") == 1
