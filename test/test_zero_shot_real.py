@@ -51,7 +51,6 @@ def test_ground_glass_lies_on_the_labelled_lobe_slices_and_side(real_ct_dir):
     frac = (mask & on_slices & right).sum() / mask.sum()
     assert info["rule"] == "ground_glass"
     assert (mask & right).sum() / mask.sum() >= 0.99
-    # Issue 5 asks for 0.85; measured 0.839 (the prediction lies 99.8% inside the anatomy's RLL, whose
-    # superior segment reaches slices the radiologist labelled RUL): this guards against regressions and
-    # rises with the lobe model.
-    assert frac >= 0.80, f"only {frac:.3f} of the prediction on RLL-labelled slices on the right"
+    # Issue 5's target; measured 0.860 (the dependent hypoventilation band along the back and the
+    # diaphragm no longer makes patches of its own).
+    assert frac >= 0.85, f"only {frac:.3f} of the prediction on RLL-labelled slices on the right"

@@ -6,6 +6,12 @@ through it. A vessel's own edge passes through the same densities, so voxels wit
 millimetres of anything solid (> -300 HU) are dropped, as is the outermost lung rim; what is left is
 smoothed at 1.5 mm so speckle noise does not count, and only patches of a few voxels or more are kept;
 the patch edge is then taken from the lightly smoothed image, so the smoothing does not widen it.
+
+Patches are detected away from the dependent (posterior) and diaphragmatic lung surfaces: a supine lung
+is denser along its back by gravity, and the oblique diaphragm dome adds partial volume over a slice
+thickness, so a thin band there reads as ground glass on almost every chest CT. A band alone therefore
+never makes a patch; a patch found deeper takes back the band next to it (a subpleural opacity keeps its
+full extent).
 """
 
 from __future__ import annotations
@@ -20,28 +26,56 @@ from rexground.engines.rules.common import (
     RuleOutput,
     ball_opening,
     band,
+    dilate_mm,
     keep_components,
     soft_prior,
 )
 
 _VESSEL_MARGIN_MM = 2.0
 _RIM_MM = 3.0
+# Along the dependent (posterior, the patient lies supine) and diaphragmatic lung surfaces a wider layer
+# is dropped: there the normal lung is denser by gravity (dependent hypoventilation, a few mm thick), and
+# the diaphragm dome runs obliquely through the axial slices, so its partial volume reaches about one slice
+# thickness into the lung. Real subpleural opacities there are thicker than this layer and keep their core.
+_DEPENDENT_RIM_MM = 5.0
 _MIN_PATCH_MM3 = 200.0  # a reported opacity is at least about 7 mm across
 _OPEN_MM = 2.25  # patches at least 4.5 mm thick: vessel rims and septal lines are thinner
 _BAND_MM = 6.0
 _BAND_FRACTION = 0.7
 
 
-def ggo_likelihood(ctx: RuleContext, lo: float = HU_GGO_LOW, hi: float = HU_GGO_HIGH) -> np.ndarray:
-    """Per-voxel ground-glass likelihood in the lungs (no place prior)."""
+def ggo_likelihood(
+    ctx: RuleContext, lo: float = HU_GGO_LOW, hi: float = HU_GGO_HIGH, *, dependent: bool = False
+) -> np.ndarray:
+    """Per-voxel ground-glass likelihood in the lungs (no place prior); ``dependent=True`` also zeroes the
+    wider dependent and diaphragmatic layer (:func:`dependent_rim`)."""
     f = ctx.features
     lungs = np.asarray(ctx.anat.lungs, bool)
     solid = f.hu > HU_GGO_HIGH
     near_solid = f.distance_mm(solid, key="solid-300") <= _VESSEL_MARGIN_MM
     rim = f.depth_mm(lungs, key="lungs") <= _RIM_MM
+    if dependent:
+        rim |= dependent_rim(f, lungs)
     like = band(f.smooth(1.5), lo, hi, soft=60.0)
     like[~lungs | near_solid | rim] = 0.0
     return like
+
+
+def dependent_rim(f, lungs: np.ndarray) -> np.ndarray:
+    """Lung voxels within ``_DEPENDENT_RIM_MM`` (at least one slice spacing plus the in-plane rim) of the
+    lung's posterior surface or of its floor (the diaphragm), inside the lungs."""
+    key = ("ggo-dependent-rim",)
+    if key in f._cache:
+        return f._cache[key]
+    # Outside voxels directly behind a lung voxel (axis 1 runs anterior -> posterior) or directly below
+    # one (axis 0 runs inferior -> superior): the dependent chest wall and the diaphragm.
+    surface = np.zeros_like(lungs)
+    surface[:, 1:, :] |= lungs[:, :-1, :] & ~lungs[:, 1:, :]
+    surface[:-1, :, :] |= lungs[1:, :, :] & ~lungs[:-1, :, :]
+    margin = max(_DEPENDENT_RIM_MM, f.spacing[0] + _RIM_MM)
+    rim = lungs & (f.distance_mm(surface) <= margin)
+    f._cache[key] = rim
+    return rim
 
 
 def _drop_dependent_bands(f, patch: np.ndarray, lungs: np.ndarray) -> np.ndarray:
@@ -62,13 +96,19 @@ def _drop_dependent_bands(f, patch: np.ndarray, lungs: np.ndarray) -> np.ndarray
 def predict(ctx: RuleContext) -> RuleOutput:
     f = ctx.features
     lungs = np.asarray(ctx.anat.lungs, bool)
-    like = ggo_likelihood(ctx)
     prior = soft_prior(ctx, decay_mm=8.0, within=lungs)
-    score = like * prior
-    patch = ball_opening(score >= 0.5, _OPEN_MM, f.spacing)
+    score = ggo_likelihood(ctx) * prior
+    # Patches are detected without the dependent/diaphragmatic layer, so a band of hypoventilated lung
+    # along the back or the diaphragm never makes (or joins) a patch; a detected patch then takes back the
+    # part of that layer next to it, so a subpleural opacity keeps its full extent.
+    core = ggo_likelihood(ctx, dependent=True) * prior
+    patch = ball_opening(core >= 0.5, _OPEN_MM, f.spacing)
     min_vox = max(3, int(np.ceil(_MIN_PATCH_MM3 / float(np.prod(f.spacing)))))
     patch = keep_components(patch, min_vox)
     patch = _drop_dependent_bands(f, patch, lungs)
+    if patch.any():
+        near = dilate_mm(patch, _DEPENDENT_RIM_MM + f.inplane, f.spacing)
+        patch |= near & ball_opening(score >= 0.5, _OPEN_MM, f.spacing)
     # Detected on the smoothed image, delineated on the sharp one: smoothing widens a patch by its rim.
     patch &= f.smooth(0.5) > HU_GGO_LOW - 50.0
     score = np.where(patch, np.maximum(score, 0.5), np.minimum(score, 0.49)).astype(np.float32)
