@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,8 +82,20 @@ def _read_image(path: Path) -> sitk.Image:
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
-        raise InputFileError(path, f"cannot be read as an image (corrupt or unsupported format): {detail}") from exc
+        raise InputFileError(
+            path, f"cannot be read as an image (corrupt, truncated or unsupported format): {_itk_reason(exc)}"
+        ) from exc
+
+
+def _itk_reason(exc: RuntimeError) -> str:
+    """The informative line of an ITK exception, without source locations, object addresses or the stale
+    errno text ("Reason: No such file or directory") that ITK appends to unrelated read failures."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "ERROR" in line:
+            reason = re.sub(r"^.*?ERROR:\s*(?:\w+\(0x[0-9a-f]+\):\s*)?", "", line)
+            return reason or "unknown reader error"
+    return lines[-1] if lines else "unknown reader error"
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
@@ -142,10 +155,19 @@ def atomic_path(final_path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates 0600; give the file the permissions a plain open() would (0666 less the umask),
+        # so outputs stay readable by the platform's other users (a container's /output, shared folders).
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, final_path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_image(image: sitk.Image, path: Path) -> None:

@@ -130,6 +130,28 @@ def test_corrupt_missing_and_empty_files_are_named(tmp_path):
         read_ct(tmp_path / "nodicom")
 
 
+def test_truncated_mha_names_the_real_problem(tmp_path):
+    bad = tmp_path / "trunc.mha"
+    bad.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_SHORT\nElementDataFile = LOCAL\nxx")
+    with pytest.raises(InputFileError) as exc:
+        read_ct(bad)
+    message = str(exc.value)
+    assert "trunc.mha" in message and "cannot be read" in message
+    assert "No such file" not in message and "0x" not in message
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+
+
 def test_2d_image_is_not_a_ct(tmp_path):
     sitk.WriteImage(sitk.Image(8, 8, sitk.sitkInt16), str(tmp_path / "flat.mha"))
     with pytest.raises(InputFileError, match="must be 3D"):
