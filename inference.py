@@ -139,7 +139,6 @@ def find_ct(ct_dir: Path) -> Path:
 
 
 def write_outputs(output_path: Path, case, as_list: bool) -> Path:
-
     mask_path = output_path / "images" / MASK_SOCKET / "output.mha"
     masks = case.masks()
     if as_list and len(masks) > 1:
@@ -151,7 +150,7 @@ def write_outputs(output_path: Path, case, as_list: bool) -> Path:
     result = case.result.model_copy(update={"output": str(mask_path), "layout": layout})
     with atomic_path(output_path / RESULTS_FILE) as tmp:
         tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
-    # Atomic writes go through mkstemp (mode 0600); whoever collects /output, often another uid, must read them.
+    # Whoever collects /output is often another uid: make the outputs world-readable whatever the umask.
     for path in (mask_path, output_path / RESULTS_FILE):
         path.chmod(0o644)
     return mask_path
