@@ -32,7 +32,7 @@ from torch import nn
 
 from rexground.errors import RexgroundError
 from rexground.infer.onnx_session import Conditions, CpuOrtBackend, make_session
-from rexground.infer.predictor import run_network
+from rexground.infer.scan import run_network
 from rexground.infer.preprocess import prepare, to_crop_grid
 from rexground.infer.sliding_window import HostAccumulator, Shape3
 from rexground.model_package import (

@@ -212,7 +212,7 @@ def test_inference_path_never_imports_torch():
 
     code = (
         "import sys\n"
-        "import rexground.engines.network, rexground.infer.predictor, rexground.infer.conditions\n"
+        "import rexground.engines.network, rexground.infer.scan, rexground.infer.conditions\n"
         "import rexground.model_package\n"
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n"
     )
