@@ -1,7 +1,7 @@
 """From a CT to the network's input grid and back: crop, clip padding, resample, normalise.
 
-Training uses this same module (``rexground.train.data``), so the order is the same in both: scanner padding (-8192, -2048,
-anything below air) is clipped first (``rexground.io.clip_padding``), then the crop is resampled to the
+Training uses this same module (``rexground.train.data``), so the order is the same in both: scanner
+padding (-8192, -2048, anything below air) is clipped first (``rexground.io.clip_padding``), then the crop is resampled to the
 model's spacing (linear), then the HU window is applied and the values shifted and scaled. The crop is the
 body's bounding box plus a margin, found on a coarse grid in a fraction of a second: the air around the
 patient holds no finding and would only add tiles. Results go back with ``resample_zyx(..., shape=)`` onto
