@@ -10,8 +10,8 @@ the patch edge is then taken from the lightly smoothed image, so the smoothing d
 Patches are detected away from the dependent (posterior) and diaphragmatic lung surfaces: a supine lung
 is denser along its back by gravity, and the oblique diaphragm dome adds partial volume over a slice
 thickness, so a thin band there reads as ground glass on almost every chest CT. A band alone therefore
-never makes a patch; a patch found deeper takes back the band next to it (a subpleural opacity keeps its
-full extent).
+never makes a patch; a patch found deeper, or a consolidation thicker than a vessel, takes back the band
+next to it (a subpleural opacity and the ground-glass rim of a consolidation keep their full extent).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ _RIM_MM = 3.0
 _DEPENDENT_RIM_MM = 5.0
 _MIN_PATCH_MM3 = 200.0  # a reported opacity is at least about 7 mm across
 _OPEN_MM = 2.25  # patches at least 4.5 mm thick: vessel rims and septal lines are thinner
+_DENSE_OPEN_MM = 3.0  # consolidation at least 6 mm thick: thicker than the peripheral vessels
 _BAND_MM = 6.0
 _BAND_FRACTION = 0.7
 
@@ -106,8 +107,18 @@ def predict(ctx: RuleContext) -> RuleOutput:
     min_vox = max(3, int(np.ceil(_MIN_PATCH_MM3 / float(np.prod(f.spacing)))))
     patch = keep_components(patch, min_vox)
     patch = _drop_dependent_bands(f, patch, lungs)
-    if patch.any():
-        near = dilate_mm(patch, _DEPENDENT_RIM_MM + f.inplane, f.spacing)
+    # A dense opacity (consolidation, thicker than vessels) in that layer is a lesion, not hypoventilation:
+    # the ground-glass rim around it is taken back as well.
+    dense = ball_opening(
+        (f.smooth(0.5) > HU_GGO_HIGH)
+        & np.asarray(ctx.anat.lung_envelope, bool)
+        & (soft_prior(ctx, 8.0) > 0.5),
+        _DENSE_OPEN_MM,
+        f.spacing,
+    )
+    seeds = patch | dense
+    if seeds.any():
+        near = dilate_mm(seeds, _DEPENDENT_RIM_MM + f.inplane, f.spacing)
         patch |= near & ball_opening(score >= 0.5, _OPEN_MM, f.spacing)
     # Detected on the smoothed image, delineated on the sharp one: smoothing widens a patch by its rim.
     patch &= f.smooth(0.5) > HU_GGO_LOW - 50.0
