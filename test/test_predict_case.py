@@ -185,6 +185,8 @@ def test_auto_without_a_package_runs_zero_shot_and_says_why(tmp_path, bright):
     assert "nothing at" in choice.reason and "absent" in choice.reason
     (tmp_path / "empty").mkdir()
     assert "empty" in select.choose_engine("auto", default_model_dir=tmp_path / "empty").reason
+    (tmp_path / "empty" / "README.md").write_text("the package folder, before any export")
+    assert select.choose_engine("auto", default_model_dir=tmp_path / "empty").kind == "rules"
 
 
 def test_network_without_a_package_is_an_error(tmp_path, bright):
@@ -200,6 +202,18 @@ def test_a_broken_mounted_package_is_never_silently_ignored(tmp_path, bright):
         select.choose_engine("auto", default_model_dir=tmp_path)
     # ... while asking for the rules engine explicitly does not look at it
     assert select.choose_engine("rules", default_model_dir=tmp_path).kind == "rules"
+
+
+def test_a_mispacked_mounted_package_is_an_error_not_zero_shot(tmp_path, bright):
+    nested = tmp_path / "model" / "package"
+    nested.mkdir(parents=True)
+    (nested / "manifest.json").write_text("{}")
+    with pytest.raises(ModelPackageError, match=r"no manifest\.json.*pack the package folder's contents"):
+        select.choose_engine("auto", default_model_dir=tmp_path / "model")
+    (tmp_path / "stray").mkdir()
+    (tmp_path / "stray" / "weights.onnx").write_bytes(b"x")
+    with pytest.raises(ModelPackageError, match=r"weights\.onnx but no manifest"):
+        select.choose_engine("auto", default_model_dir=tmp_path / "stray")
 
 
 def test_unknown_engine_kind_or_device_is_refused():

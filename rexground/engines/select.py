@@ -41,6 +41,27 @@ def _has_manifest(model_dir: Path) -> bool:
     return (model_dir / MANIFEST_NAME).is_file()
 
 
+def _refuse_mispacked(mounted: Path) -> None:
+    """Files at the mount point but no manifest: an upload packed wrongly (typically model.tar.gz holding the
+    package folder instead of its contents). Running zero-shot then would hide it, so it is an error."""
+    if not mounted.is_dir():
+        return
+    # The repository's model/ folder carries a README.md and a .gitignore before any export: not an upload.
+    present = sorted(p.name for p in mounted.iterdir() if not p.name.startswith(".") and p.name != "README.md")
+    if not present:
+        return
+    nested = sorted(mounted.glob(f"*/{MANIFEST_NAME}"))
+    hint = (
+        f"; the manifest is at {nested[0]}: pack the package folder's contents at the root of model.tar.gz"
+        if nested
+        else ""
+    )
+    raise ModelPackageError(
+        f"{mounted}: holds {', '.join(present[:5])}{' ...' if len(present) > 5 else ''} but no {MANIFEST_NAME}; "
+        f"not a model package{hint}"
+    )
+
+
 def _network(model_dir: Path, device: str) -> Engine:
     # Imported here: the zero-shot path must not pay for (or depend on) the network engine's imports.
     from rexground.engines.network import NetworkEngine
@@ -95,8 +116,8 @@ def choose_engine(
             f"(no {MANIFEST_NAME} there)"
         )
     else:
-        why = "empty" if mounted.is_dir() and not any(mounted.iterdir()) else f"has no {MANIFEST_NAME}"
-        where = f"{mounted} {why}" if mounted.is_dir() else f"nothing at {mounted}"
+        _refuse_mispacked(mounted)
+        where = f"{mounted} is empty" if mounted.is_dir() else f"nothing at {mounted}"
         choice = EngineChoice(_rules(), "rules", f"zero-shot engine: no model package given and {where}")
     log.info("engine: %s (%s)", choice.kind, choice.reason)
     return choice
