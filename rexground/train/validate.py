@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from rexground.infer.preprocess import sigmoid_
 from rexground.infer.sliding_window import HostAccumulator, predict_logits
 from rexground.io import resample_zyx
 from rexground.metrics.aggregate import aggregate
@@ -84,7 +85,7 @@ def predict_case_probabilities(
         batch_size=2,
         pad_values=pads,
     )
-    return 1.0 / (1.0 + np.exp(-logits))
+    return sigmoid_(np.asarray(logits, dtype=np.float32))  # the inference path's logistic: no overflow warning
 
 
 def case_masks(probs: np.ndarray, case: PreparedCase, model_spacing, threshold: float) -> np.ndarray:
