@@ -32,8 +32,8 @@ from torch import nn
 
 from rexground.errors import RexgroundError
 from rexground.infer.onnx_session import Conditions, CpuOrtBackend, make_session
-from rexground.infer.scan import run_network
 from rexground.infer.preprocess import prepare, to_crop_grid
+from rexground.infer.scan import run_network
 from rexground.infer.sliding_window import HostAccumulator, Shape3
 from rexground.model_package import (
     CT_CHANNEL,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
+from image_helpers import write_raw
 
 from rexground.dataset import (
     DatasetEntry,
@@ -34,13 +34,6 @@ ENTRY = {
 }
 
 
-def write_raw(path: Path, raw: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> Path:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(raw.transpose()), isVector=False)
-    if raw.ndim == 3:
-        image.SetSpacing(spacing)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), useCompression=True)
-    return path
 
 
 def dump(tmp_path: Path, content, name="dataset.json") -> Path:

@@ -122,8 +122,8 @@ def test_box_limited_masks_equal_whole_map_postprocessing(seed, shift, threshold
     from scipy import ndimage
 
     from rexground.engines.network import RELATIVE_FALLBACK, NetworkEngine
-    from rexground.infer.scan import ScanLogits, crop_probability
     from rexground.infer.preprocess import PreparedVolume
+    from rexground.infer.scan import ScanLogits, crop_probability
     from rexground.postprocess import postprocess
 
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
+from image_helpers import write_raw
 
 from rexground.cli import main
 from rexground.metrics import evaluate_case
@@ -15,13 +15,6 @@ from rexground.metrics import evaluate_case
 SHAPE = (16, 14, 10)  # raw (H, W, D)
 
 
-def write_raw(path: Path, raw: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> Path:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(raw.transpose()), isVector=False)
-    if raw.ndim == 3:
-        image.SetSpacing(spacing)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), useCompression=True)
-    return path
 
 
 def blob(shape, start, size, value=1, dtype=np.uint8):

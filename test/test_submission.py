@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
+from image_helpers import write_raw
 
 from rexground.cli import main
 from rexground.dataset import DatasetEntry
@@ -19,15 +19,6 @@ from rexground.submission import pack_submission, validate_submission, write_sca
 SHAPE = (12, 10, 8)  # raw (H, W, D)
 
 
-def write_raw(path: Path, raw: np.ndarray, spacing=(1.0, 1.0, 1.0), direction=None) -> Path:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(raw.transpose()), isVector=False)
-    if raw.ndim == 3:
-        image.SetSpacing(spacing)
-        if direction is not None:
-            image.SetDirection(direction)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), useCompression=True)
-    return path
 
 
 def entries(n: int = 3) -> list[DatasetEntry]:

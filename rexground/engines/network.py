@@ -19,8 +19,8 @@ from rexground.engines.base import FindingPrediction
 from rexground.errors import ModelPackageError
 from rexground.infer.conditions import TextConditioner
 from rexground.infer.onnx_session import create_backend
-from rexground.infer.scan import crop_probability, finding_probability, run_network
 from rexground.infer.preprocess import paste
+from rexground.infer.scan import crop_probability, finding_probability, run_network
 from rexground.model_package import MANIFEST_NAME, load_package
 from rexground.postprocess import postprocess
 
