@@ -2,10 +2,13 @@
 #   docker  when a Docker engine answers (`docker info`), as on a workstation or the Grand Challenge tooling;
 #   podman  otherwise (as root, see ../shared/docs/CONTAINERS.md), with the rlimits-dropping OCI runtime
 #           wrapper when this host forbids raising resource limits in a new container.
-# Override with CONTAINER_ENGINE=docker|podman. Defines: ENGINE (array to call), ENGINE_NAME, BUILD_FLAGS.
+# Override with CONTAINER_ENGINE=docker|podman. Defines: ENGINE (array to call), ENGINE_NAME, BUILD_FLAGS,
+# REPO_ROOT and PYTHON (the host interpreter for helper scripts, default the project venv).
 # shellcheck shell=bash
 COMMON_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$COMMON_DIR/../.." && pwd)"
+# The host interpreter the scripts use for their helpers (test-case generation, comparison): the project venv.
+PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
 
 _host_forbids_raising_rlimits() {
   # podman raises RLIMIT_NOFILE to 1048576 in new containers; where even root may not raise the hard limit

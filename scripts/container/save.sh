@@ -24,7 +24,6 @@ while [ $# -gt 0 ]; do
   shift
 done
 mkdir -p "$OUT"
-PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
 
 TMP_FILES=()
 cleanup() { rm -f "${TMP_FILES[@]}"; }

@@ -19,7 +19,6 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
 
 WORK="$(mktemp -d /tmp/rexground-test-evaluation.XXXXXX)"
 cleanup() { rm -rf "$WORK"; }

@@ -29,7 +29,6 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
 SHARED="${REXGROUND_SHARED:-$REPO_ROOT/../shared}"
 REAL_CASE="${REAL_CASE:-nsclc-lung1-001}"
 HOST_COMPARE="${HOST_COMPARE:-1}"  # 0: skip running each case outside the container for comparison
