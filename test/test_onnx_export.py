@@ -183,3 +183,36 @@ def test_cli_exports_a_training_run_folder(tmp_path, capsys):
         from rexground.onnx_export import export_run
 
         export_run(tmp_path / "nowhere", tmp_path / "model2", allow_test_embedder=True)
+
+
+@pytest.mark.slow
+def test_anatomy_gated_network_exports_with_parity(tmp_path):
+    # The gate adds an encoder output (the anatomy channels) that the decoder graph takes back.
+    config = TrainConfig(
+        net=NetConfig.tiny(in_channels=3, anatomy_gate_maps=2),
+        input=InputSpec(
+            patch_size_zyx=PATCH,
+            spacing_zyx=(4.0, 4.0, 4.0),
+            text_encoder="hashing-test",
+            anatomy_channels=("lung_right", "lung_left"),
+        ),
+    )
+    torch.manual_seed(0)
+    net = GroundingNet(config.net).eval()
+    out = tmp_path / "model"
+    manifest = export_network(net, config, out, allow_test_embedder=True, n_parity_scans=1)
+    pair = manifest.graphs["fp32"]
+    assert len(pair.encoder_outputs) == len(tiny_net().encode_image(torch.zeros(1, 1, *PATCH))) + 1
+    assert manifest.parity["fp32"].passed and manifest.parity["fp32"].max_abs_logit_diff < 1e-3
+    rng = np.random.default_rng(5)
+    volume = rng.normal(size=(3, 21, 30, 17)).astype(np.float32)
+    volume[1:] = volume[1:] > 0
+    cond = Conditions(rng.normal(size=(2, 384)) / 20, rng.random((2, manifest.query_feature_dim)))
+    ort_backend = CpuOrtBackend(
+        make_session(out / pair.encoder, "cpu"), make_session(out / pair.decoder, "cpu"), pair
+    )
+    results = []
+    for backend in (TorchTileBackend(net), ort_backend):
+        backend.set_conditions(cond)
+        results.append(predict_logits(volume, backend, 2, PATCH, batch_size=2, pad_values=(0.0, 0.0, 0.0)))
+    np.testing.assert_allclose(results[0], results[1], atol=1e-4)

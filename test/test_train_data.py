@@ -221,3 +221,33 @@ def test_anatomy_prior_channels_follow_the_ct_channel_in_spec_order():
     assert case.image.shape[0] == 3
     np.testing.assert_array_equal(case.image[1], masks["lung_left"])
     np.testing.assert_array_equal(case.image[2], masks["lobe_RLL"])
+
+
+def test_anatomy_channels_are_zero_outside_the_volume_as_at_inference():
+    # Tiles sticking out of the volume: inference pads the anatomy priors with 0, so training must too.
+    from train_helpers import SPACING, blob_case
+
+    from rexground.train.config import InputSpec
+    from rexground.train.data import prepare_arrays
+
+    hu, ent, texts, cats = blob_case(0)
+    cfg = tiny_config()
+    spec = InputSpec(patch_size_zyx=(32, 24, 24), spacing_zyx=SPACING, anatomy_channels=("body",))
+    case = prepare_arrays(
+        name="a.nii.gz",
+        split="train",
+        hu_clipped_zyx=hu,
+        spacing_zyx=SPACING,
+        entities_fzyx=ent,
+        texts=texts,
+        categories=cats,
+        spec=spec,
+        data=cfg.data,
+        anatomy={"body": np.ones(hu.shape, np.uint8)},
+    )
+    s = PatchSampler([case], list(case.texts), spec, cfg.data, seed=0)
+    for step in range(10):
+        b = s.batch(step, 0, 1)
+        outside = b.weight[0, 0] == 0  # the first prompt's weight is 0 exactly outside the volume
+        assert outside.any()  # the volume is 24 voxels deep, the patch 32
+        assert np.all(b.image[0, 1][outside] == 0) and np.all(b.image[0, 1][~outside] == 1)

@@ -14,7 +14,7 @@ from train_helpers import prepared, tiny_config  # noqa: E402
 from rexground.errors import InputFileError  # noqa: E402
 from rexground.train.checkpoint import load_network, read_checkpoint  # noqa: E402
 from rexground.train.config import OptimConfig  # noqa: E402
-from rexground.train.loop import lr_factor, train  # noqa: E402
+from rexground.train.loop import amp_dtype, lr_factor, train  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +33,38 @@ def test_lr_warms_up_then_decays_to_zero():
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in itertools.pairwise(f[10:]))
     assert lr_factor(100, cfg, 100) == 0.0
+
+
+def test_autocast_dtype_on_cpu_only_when_bf16_is_asked_for():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert amp_dtype("bf16", cpu) is torch.bfloat16
+    assert amp_dtype("auto", cpu) is None and amp_dtype("fp16", cpu) is None and amp_dtype("off", cpu) is None
+    assert amp_dtype("off", cuda) is None and amp_dtype("bf16", cuda) is torch.bfloat16
+
+
+def test_a_wall_time_schedule_decays_the_lr_to_the_end_of_the_budget(tmp_path):
+    cfg = tiny_config(steps=10**6, log_every=1, checkpoint_every=10**6)
+    cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"warmup_steps": 2})})
+    summary = train(
+        cfg,
+        tmp_path / "run",
+        [prepared(s, cfg) for s in (0, 1)],
+        max_minutes=0.05,
+        schedule_minutes=0.05,
+        progress=False,
+    )
+    assert summary["stopped_early"] and 5 < summary["steps_done"] < 10**6
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert max(lrs) > 0.5 * cfg.optim.lr  # it warmed up to (nearly) the full rate ...
+    assert lrs[-1] < 0.35 * cfg.optim.lr  # ... and had decayed most of the way when the time ran out
+
+
+def test_a_bf16_cpu_run_trains_and_its_checkpoint_loads(tmp_path):
+    cfg = tiny_config(amp="bf16", steps=4)
+    summary = train(cfg, tmp_path / "run", [prepared(s, cfg) for s in (0, 1)], progress=False)
+    assert summary["steps_done"] == 4 and torch.isfinite(torch.tensor(summary["last"]["loss"]))
+    net, _ = load_network(tmp_path / "run", which="last")
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # autocast leaves the weights in fp32
 
 
 @pytest.mark.slow

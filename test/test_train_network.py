@@ -138,3 +138,66 @@ def test_every_parameter_gets_a_gradient_in_training():
         sum(o.float().mean() for o in outs).backward()
         missing = [n for n, p in net.named_parameters() if p.grad is None]
         assert not missing, (kw, missing)
+
+
+def _gated(**kw) -> GroundingNet:
+    return _net(in_channels=4, anatomy_gate_maps=2, **kw)
+
+
+def _anatomy_inputs(p=1):
+    x, t, q = _inputs(p=p, cin=4)
+    x[:, 1:] = (x[:, 1:] > 0).float()  # the anatomy channels are 0/1 masks
+    return x, t, q
+
+
+def test_anatomy_gate_passes_the_anatomy_channels_to_the_decoder():
+    plain, gated = _net(in_channels=4).eval(), _gated().eval()
+    x, _, _ = _anatomy_inputs()
+    feats = gated.encode_image(x)
+    assert len(feats) == len(plain.encode_image(x)) + 1
+    assert torch.equal(feats[-1], x[:, 1:])
+
+
+def test_anatomy_gate_map_zero_is_added_to_the_logits_voxel_for_voxel():
+    # With the per-level projections at zero, map 0 enters the logits only as itself: choosing anatomy
+    # channel 2 with weight 3 must raise the logits by exactly 3 inside that channel's mask and nowhere else.
+    net = _gated().eval()
+    with torch.no_grad():
+        for stage in net.cond_stages:
+            stage.prior.weight.zero_()
+        net.gate.weight.zero_()
+        net.gate.bias.zero_()
+    x, t, q = _anatomy_inputs()
+    base = net(x, t, q)
+    with torch.no_grad():
+        net.gate.bias[2] = 3.0  # row-major (G, A): map 0, anatomy channel 2 (input channel 3)
+    lifted = net(x, t, q)
+    torch.testing.assert_close(lifted - base, 3.0 * x[:, 3:4], atol=1e-4, rtol=0)
+
+
+def test_anatomy_gate_lets_the_text_choose_among_anatomy_channels():
+    # Two prompts that differ only in their query features get maps weighted by different channels.
+    net = _gated().eval()
+    x, t, q = _anatomy_inputs()
+    t2, q2 = t.clone(), q.clone()
+    q2[:, :4] = 1.0 - q2[:, :4]
+    with torch.no_grad():
+        feats = net.encode_image(x)
+        cond_a = net.cond(torch.cat([t, q], 1))
+        cond_b = net.cond(torch.cat([t2, q2], 1))
+        maps_a, maps_b = net._gate_maps(feats[-1], cond_a), net._gate_maps(feats[-1], cond_b)
+    assert maps_a.shape == (2, 2, *x.shape[2:])
+    assert not torch.allclose(maps_a, maps_b)
+
+
+def test_anatomy_gate_needs_anatomy_channels():
+    with pytest.raises(ValueError, match="anatomy input channels"):
+        NetConfig.tiny(query_dim=QDIM, anatomy_gate_maps=2)
+
+
+def test_every_parameter_of_the_gated_network_gets_a_gradient():
+    net = _gated().train()
+    x, t, q = _anatomy_inputs(p=2)
+    outs = net(x, t, q, prompts_per_image=2, deep_supervision=True)
+    sum(o.float().mean() for o in outs).backward()
+    assert [n for n, p in net.named_parameters() if p.grad is None] == []

@@ -48,6 +48,12 @@ class NetConfig(BaseModel):
     deep_supervision: int = Field(
         2, ge=0, description="extra low-resolution where-map heads used in training"
     )
+    anatomy_gate_maps: int = Field(
+        0,
+        ge=0,
+        description="per-finding maps the text mixes from the anatomy input channels (0 = off); see "
+        "rexground.train.network",
+    )
     negative_slope: float = 0.01
 
     @model_validator(mode="after")
@@ -64,6 +70,8 @@ class NetConfig(BaseModel):
             raise ValueError("strides[0] must be (1, 1, 1): stage 0 runs at full patch resolution")
         if self.cond_level > n - 1:
             raise ValueError(f"cond_level must be at most {n - 1} for {n} stages")
+        if self.anatomy_gate_maps and self.in_channels < 2:
+            raise ValueError("anatomy_gate_maps needs anatomy input channels (in_channels >= 2)")
         if self.deep_supervision > n - self.cond_level:
             raise ValueError(
                 f"deep_supervision must be at most {n - self.cond_level} (the conditioned levels)"

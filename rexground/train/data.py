@@ -404,6 +404,7 @@ class PatchSampler:
             start = self._start(rng, case.image.shape[1:])
         image = crop_pad(case.image, start, self.patch, self.pad).astype(np.float32)
         inside = crop_pad(_ones_view(case), start, self.patch, 0)
+        image[1:, inside == 0] = 0.0  # anatomy channels are 0 outside the volume, as at inference
         labels = crop_pad(case.labels, start, self.patch, 0)
         ignore = crop_pad(case.ignore, start, self.patch, 0) if case.ignore is not None else None
         present = [f for f in range(case.n_findings) if labels[f].any()]

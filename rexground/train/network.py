@@ -16,6 +16,13 @@ at the same place):
   one scan apart). At full resolution the mask-embedding head (as in VoxTell / SAT) dots the per-voxel
   embeddings with a query vector derived from ``c`` (the *what*: this lesion's look, sharp boundaries).
   Logits = embedding . query + bias + trilinear-upsampled where-map.
+* Anatomy gate (``NetConfig.anatomy_gate_maps`` = G > 0, with anatomy prior input channels): ``encode_image``
+  also returns the input's anatomy channels (lungs by side, lobes, ...) untouched, and ``decode`` mixes
+  them into G per-finding maps with weights read from ``c`` (map_g = sum_k w_gk(c) * anatomy_k). The maps
+  are average-pooled to every conditioned level and added to the branch there (a 1x1x1 projection), and
+  map 0 is added to the logits at every output. "Right lower lobe" then only has to become a large weight
+  on the RLL channel, a linear read-out of the parsed lobes that a few hundred steps learn, instead of
+  a spatial rule the convolutions would have to discover from examples.
 * Deep supervision: the where-maps of the coarsest conditioned levels, computed only on request
   (``forward(..., deep_supervision=True)``); ``decode`` returns the full-resolution logits only.
 
@@ -105,9 +112,19 @@ class CondStage(nn.Module):
     """Conditioned branch stage: FiLM on the shared features of this level, merged with the upsampled
     branch state from the level above, one residual block, and a one-channel where-map."""
 
-    def __init__(self, cin: int, channels: int, stride, cond_dim: int, slope: float, with_where: bool):
+    def __init__(
+        self,
+        cin: int,
+        channels: int,
+        stride,
+        cond_dim: int,
+        slope: float,
+        with_where: bool,
+        gate_maps: int = 0,
+    ):
         super().__init__()
         self.film = FiLM(cond_dim, channels)
+        self.prior = nn.Conv3d(gate_maps, channels, 1, bias=False) if gate_maps else None
         self.up = (
             nn.ConvTranspose3d(cin, channels, kernel_size=stride, stride=stride, bias=False) if cin else None
         )
@@ -116,8 +133,12 @@ class CondStage(nn.Module):
         # without a gradient would stall DistributedDataParallel.
         self.where = nn.Conv3d(channels, 1, 1) if with_where else None
 
-    def forward(self, shared: Tensor, above: Tensor | None, cond: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, shared: Tensor, above: Tensor | None, cond: Tensor, prior: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         h = self.film(shared, cond)
+        if self.prior is not None and prior is not None:
+            h = h + self.prior(prior)
         if self.up is not None and above is not None:
             h = h + self.up(above)
         h = self.block(h)
@@ -171,9 +192,23 @@ class GroundingNet(nn.Module):
                 config.cond_dim,
                 slope,
                 with_where=k < lc + max(1, config.deep_supervision),
+                gate_maps=config.anatomy_gate_maps,
             )
             for k in range(n - 1, lc - 1, -1)
         )
+        # The anatomy gate: per finding, G maps mixed from the A anatomy input channels.
+        self.n_anatomy = config.in_channels - 1 if config.anatomy_gate_maps else 0
+        self.gate = (
+            nn.Linear(config.cond_dim, config.anatomy_gate_maps * self.n_anatomy)
+            if config.anatomy_gate_maps
+            else None
+        )
+        # Cumulative stride from full resolution to each level: the pooling of the gate maps.
+        self._level_stride: list[tuple[int, int, int]] = []
+        cum = [1, 1, 1]
+        for st in config.strides:
+            cum = [c * k for c, k in zip(cum, st, strict=True)]
+            self._level_stride.append((cum[0], cum[1], cum[2]))
         self.query = nn.Linear(config.cond_dim, e)
         self.query_bias = nn.Linear(config.cond_dim, 1)
         self._scale = 1.0 / math.sqrt(e)
@@ -191,7 +226,8 @@ class GroundingNet(nn.Module):
     # ---- the two traced halves -------------------------------------------------------------------------
     def encode_image(self, x: Tensor) -> tuple[Tensor, ...]:
         """(B, C_in, Z, Y, X) -> (full-resolution mask embeddings, shared decoder features of levels
-        cond_level ... bottleneck), a tuple of 2 + n_stages - 1 - cond_level tensors."""
+        cond_level ... bottleneck[, the anatomy input channels when the gate is on]), a tuple of
+        2 + n_stages - 1 - cond_level (+ 1) tensors."""
         h = self.stem(x)
         skips = []
         for stage in self.encoder:
@@ -204,6 +240,8 @@ class GroundingNet(nn.Module):
             shared.append(h)
         lc = self.config.cond_level
         coarse = shared[: n - lc][::-1]  # levels lc ... n-1, finest first
+        if self.gate is not None:
+            return (self.pixel_embed(h), *coarse, x[:, 1:])
         return (self.pixel_embed(h), *coarse)
 
     def decode(self, *args: Tensor) -> Tensor:
@@ -231,22 +269,48 @@ class GroundingNet(nn.Module):
     def _decode(
         self, feats: tuple[Tensor, ...], text_emb: Tensor, query_feat: Tensor, deep_supervision: bool
     ):
-        emb, coarse = feats[0], feats[1:]  # coarse: levels cond_level ... bottleneck, finest first
         cond = self.cond(torch.cat([text_emb, query_feat], dim=1))
+        prior_full: Tensor | None = None
+        if self.gate is not None:
+            *rest, anatomy = feats
+            feats = tuple(rest)
+            prior_full = self._gate_maps(anatomy, cond)
+        emb, coarse = feats[0], feats[1:]  # coarse: levels cond_level ... bottleneck, finest first
+        n, lc = len(self.config.features), self.config.cond_level
+        priors = [self._pool(prior_full, level) for level in range(n - 1, lc - 1, -1)]  # coarsest first
         h: Tensor | None = None
         where: list[Tensor] = []  # coarsest first
-        for stage, shared in zip(self.cond_stages, reversed(coarse), strict=True):
-            h, w = stage(shared, h, cond)
+        for stage, shared, prior in zip(self.cond_stages, reversed(coarse), priors, strict=True):
+            h, w = stage(shared, h, cond, prior)
             if w is not None:
-                where.append(w)
+                where.append(w + prior[:, :1] if prior is not None else w)
         q = self.query(cond)[:, :, None, None, None] * self._scale
         bias = self.query_bias(cond)[:, :, None, None, None]
         up = F.interpolate(where[-1], size=emb.shape[2:], mode="trilinear", align_corners=False)
         full = (emb * q).sum(dim=1, keepdim=True) + bias + up
+        if prior_full is not None:
+            # map 0 sharp at full resolution; ``up`` carries its pooled copy, so take that out again
+            full = full + prior_full[:, :1] - F.interpolate(
+                priors[-1][:, :1], size=emb.shape[2:], mode="trilinear", align_corners=False
+            )
         if not deep_supervision:
             return [full]
         k = self.config.deep_supervision
         return [full, *(w + bias for w in where[::-1][:k])]
+
+    def _gate_maps(self, anatomy: Tensor, cond: Tensor) -> Tensor:
+        """(B, A, Z, Y, X) anatomy channels, (B, cond_dim) -> (B, G, Z, Y, X) text-weighted mixtures."""
+        assert self.gate is not None
+        b, a = anatomy.shape[0], anatomy.shape[1]
+        weights = self.gate(cond).reshape(b, -1, a)  # (B, G, A)
+        mixed = torch.matmul(weights, anatomy.flatten(2))  # (B, G, Z*Y*X)
+        return mixed.reshape(b, weights.shape[1], *anatomy.shape[2:])
+
+    def _pool(self, prior: Tensor | None, level: int) -> Tensor | None:
+        if prior is None:
+            return None
+        k = self._level_stride[level]
+        return prior if k == (1, 1, 1) else F.avg_pool3d(prior, kernel_size=k, stride=k)
 
 
 class EncoderGraph(nn.Module):
