@@ -14,7 +14,11 @@ scores the same as on its own finding; one that reads the location scores near 0
 on 2 cores: per-case Dice >= 0.6 and swap Dice <= 0.2.
 
 The text embedder is the test-only hashing embedder by default (no model files needed); pass
-``--text-encoder minilm`` to use the package's sentence encoder when it is installed.
+``--text-encoder minilm`` to use the package's sentence encoder when it is installed. ``--anatomy`` adds
+the anatomy prior channels (computed from each phantom's CT by ``rexground.anatomy``, as inference computes
+them) and the anatomy gate that lets the sentence pick among them. The learning-rate schedule is planned in
+wall time (``rexground.train.loop.train(schedule_minutes=...)``), and steps run under bf16 autocast where
+the CPU supports it (``--amp off`` for fp32).
 """
 
 from __future__ import annotations
@@ -63,9 +67,10 @@ def _parse() -> argparse.Namespace:
     )
     p.add_argument(
         "--amp",
-        default="bf16",
-        choices=("off", "bf16"),
-        help="autocast dtype on the CPU (bf16: about 1.8x faster steps on CPUs with AVX512-BF16/AMX)",
+        default="auto",
+        choices=("auto", "off", "bf16"),
+        help="autocast on the CPU; auto = bf16 where oneDNN has native bf16 (AVX512-BF16/AMX: about 1.8x "
+        "faster steps), else off",
     )
     return p.parse_args()
 
@@ -151,6 +156,9 @@ def main() -> int:
     from rexground.train.validate import case_masks, predict_case_probabilities
 
     spacing = (args.spacing,) * 3
+    amp = args.amp
+    if amp == "auto":  # emulated bf16 (no native support) is slower than fp32
+        amp = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
     gate_maps = args.gate_maps if args.gate_maps is not None else (4 if args.anatomy else 0)
     base = TrainConfig(
         net=NetConfig.tiny(
@@ -181,7 +189,7 @@ def main() -> int:
         val_every=10**9,
         checkpoint_every=50,
         log_every=10,
-        amp=args.amp,
+        amp=amp,
     )
     t0 = time.monotonic()
     train_cases, _ = _phantoms(
@@ -279,7 +287,7 @@ def main() -> int:
         f"\nmachine: {torch.get_num_threads()} torch threads; text encoder {cfg.input.text_encoder}; "
         f"model spacing {cfg.input.spacing_zyx} mm, patch {cfg.input.patch_size_zyx}, "
         f"anatomy channels: {', '.join(cfg.input.anatomy_channels) or 'none'}; "
-        f"anatomy gate maps: {cfg.net.anatomy_gate_maps}"
+        f"anatomy gate maps: {cfg.net.anatomy_gate_maps}; autocast {cfg.amp}"
     )
     return 0
 

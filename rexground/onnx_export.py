@@ -238,6 +238,23 @@ class ParityScan:
     hu: np.ndarray
     spacing_zyx: tuple[float, float, float]
     findings: list[str]
+    anatomy: dict[str, np.ndarray] | None = None  # the prior masks a model with anatomy channels reads
+
+
+def with_anatomy(scans: Sequence[ParityScan], channels: Sequence[str]) -> list[ParityScan]:
+    """The scans with the named anatomy prior masks computed from their CT, as inference computes them."""
+    from rexground.anatomy import compute_anatomy_from_array
+    from rexground.train.anatomy_channels import masks_from_anatomy
+
+    return [
+        ParityScan(
+            s.hu,
+            s.spacing_zyx,
+            s.findings,
+            masks_from_anatomy(compute_anatomy_from_array(s.hu, s.spacing_zyx), channels),
+        )
+        for s in scans
+    ]
 
 
 def synth_scans(n: int, seed: int = 0) -> list[ParityScan]:
@@ -343,7 +360,11 @@ def check_parity(
         cond = conditioner.conditions(scan.findings)
         results = []
         for backend in (torch_backend, ort_backend):
-            results.append(run_network(scan.hu, scan.spacing_zyx, m, backend, cond, batch_size=batch_size))
+            results.append(
+                run_network(
+                    scan.hu, scan.spacing_zyx, m, backend, cond, anatomy=scan.anatomy, batch_size=batch_size
+                )
+            )
         for a, b in zip(
             scan_masks(results[0], threshold_logit), scan_masks(results[1], threshold_logit), strict=True
         ):
@@ -352,12 +373,13 @@ def check_parity(
             findings += 1
         worst = max(worst, float(np.abs(results[0].logits - results[1].logits).max()))
         # Tiles cut from the scan's network input: real intensities, the encoder's usual range.
+        with_priors = scan.anatomy is not None or len(m.input_channels) == 1
         prepared = prepare(
             scan.hu, scan.spacing_zyx, target_spacing=m.target_spacing, norm=m.normalisation, crop=m.crop,
-            channels=m.input_channels[:1],
+            channels=m.input_channels if with_priors else m.input_channels[:1], anatomy=scan.anatomy,
         )  # fmt: skip
         image = prepared.image
-        if len(m.input_channels) > 1:  # priors: zero channels are a valid input for a tile-level comparison
+        if not with_priors:  # zero prior channels are a valid input for a tile-level comparison
             image = np.concatenate(
                 [image, np.zeros((len(m.input_channels) - 1, *image.shape[1:]), np.float32)]
             )
@@ -518,15 +540,21 @@ def export_network(
         )
         write_manifest(work, manifest)
         package = load_package(work)
+        if parity_scans is not None:
+            scans = list(parity_scans)
+        elif parity_phantoms == "synth" or spec.anatomy_channels:
+            # anatomy priors need a chest the anatomy module can read: rexground.synth phantoms, not blobs
+            scans = synth_scans(n_parity_scans)
+        elif parity_phantoms == "builtin":
+            scans = phantom_scans(
+                n_parity_scans, [p * s for p, s in zip(patch, spec.spacing_zyx, strict=True)]
+            )
+        else:
+            raise ExportError(f"parity_phantoms must be 'synth' or 'builtin', got {parity_phantoms!r}")
         if spec.anatomy_channels:
-            log.warning("anatomy channels %s: the scan parity feeds zero priors", spec.anatomy_channels)
-        scans = (
-            list(parity_scans)
-            if parity_scans is not None
-            else phantom_scans(n_parity_scans, [p * s for p, s in zip(patch, spec.spacing_zyx, strict=True)])
-        )
-        if spec.anatomy_channels and parity_scans is None:
-            scans = []  # whole-scan parity needs real priors; tiles are still compared
+            scans = [
+                s if s.anatomy is not None else with_anatomy([s], spec.anatomy_channels)[0] for s in scans
+            ]
         conditioner = TextConditioner(package)
         parity = {v: check_parity(net, package, v, scans, conditioner) for v in graphs}
         if not parity["fp32"].passed:

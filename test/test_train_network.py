@@ -115,6 +115,9 @@ def test_configs_in_the_repo_load(tmp_path):
         assert isinstance(cfg, TrainConfig)
     real = load_config(REPO / "configs" / "real.toml")
     assert real.input.text_encoder != "hashing-test"  # the test-only embedder never trains a real model
+    # the real model reads lobes through the anatomy gate, on channels the anatomy module provides
+    assert real.net.anatomy_gate_maps > 0 and "lobe_RLL" in real.input.anatomy_channels
+    assert 20e6 <= count_parameters(GroundingNet(real.net)) <= 60e6
 
 
 def test_config_errors_name_the_file_and_field(tmp_path):

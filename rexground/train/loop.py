@@ -301,6 +301,8 @@ def _train(
             pace = (step + 1 - start_step) / max(time.monotonic() - t_start, 1e-6)
             estimate = broadcast_float(info, start_step + pace * schedule_minutes * 60.0)
             planned[0] = max(step + 2, min(config.steps, int(estimate)))
+            if bar is not None:
+                bar.total = planned[0]
         scheduler.step()
         done = step + 1
         last_parts = parts

@@ -290,8 +290,10 @@ class GroundingNet(nn.Module):
         full = (emb * q).sum(dim=1, keepdim=True) + bias + up
         if prior_full is not None:
             # map 0 sharp at full resolution; ``up`` carries its pooled copy, so take that out again
-            full = full + prior_full[:, :1] - F.interpolate(
-                priors[-1][:, :1], size=emb.shape[2:], mode="trilinear", align_corners=False
+            full = (
+                full
+                + prior_full[:, :1]
+                - F.interpolate(priors[-1][:, :1], size=emb.shape[2:], mode="trilinear", align_corners=False)
             )
         if not deep_supervision:
             return [full]
