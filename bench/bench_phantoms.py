@@ -1,7 +1,7 @@
 """Learning benchmark: train the grounding network from scratch on phantoms for M minutes, then print
 held-out per-case Dice (official logic) and a prompt-swap Dice.
 
-    python bench/bench_phantoms.py --minutes 30 [--train-cases 40] [--val-cases 8] [--threads 2]
+    python bench/bench_phantoms.py --minutes 30 [--train-cases 160] [--val-cases 16] [--threads 2]
 
 Data: ``rexground.synth.generate_case`` phantoms (size "small", about 3.5 mm voxels), generated in memory.
 Training cases follow the challenge's partial protocol (at most 3 instances drawn per finding); held-out
@@ -36,18 +36,24 @@ import numpy as np
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget")
-    p.add_argument("--train-cases", type=int, default=40)
-    p.add_argument("--val-cases", type=int, default=8)
+    p.add_argument("--train-cases", type=int, default=160)
+    p.add_argument("--val-cases", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--text-encoder", default="hashing-test", choices=("hashing-test", "minilm"))
-    p.add_argument("--spacing", type=float, default=4.0, help="model spacing in mm (isotropic)")
-    p.add_argument("--patch", type=int, nargs=3, default=(32, 48, 48))
+    p.add_argument(
+        "--text-encoder",
+        default="minilm",
+        choices=("hashing-test", "minilm"),
+        help="minilm: the package's sentence encoder (the test extra installs it); hashing-test: no model files",
+    )
+    p.add_argument("--spacing", type=float, default=3.0, help="model spacing in mm (isotropic)")
+    p.add_argument("--patch", type=int, nargs=3, default=(24, 24, 24))
     p.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary folder)")
     p.add_argument(
         "--anatomy",
-        action="store_true",
-        help="add anatomy prior channels (lungs by side, lobes) computed by rexground.anatomy, as inference would",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="anatomy prior channels (lungs by side, lobes) computed by rexground.anatomy, as inference would",
     )
     p.add_argument(
         "--gate-maps",
@@ -55,7 +61,7 @@ def _parse() -> argparse.Namespace:
         default=None,
         help="anatomy gate maps (NetConfig.anatomy_gate_maps); default 4 with --anatomy, else 0",
     )
-    p.add_argument("--batch", type=int, default=2, help="patches per step")
+    p.add_argument("--batch", type=int, default=6, help="patches per step")
     p.add_argument("--positives", type=int, default=2, help="positive prompts per patch")
     p.add_argument("--negatives", type=int, default=1, help="negative prompts per patch")
     p.add_argument("--cond-level", type=int, default=2, help="finest level of the per-finding branch")

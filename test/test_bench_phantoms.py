@@ -1,0 +1,27 @@
+"""The learning benchmark runs end to end (a few seconds of training; the numbers are not checked here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_phantoms_trains_scores_and_prints_the_table(tmp_path):
+    cmd = [
+        sys.executable, str(REPO / "bench" / "bench_phantoms.py"), "--minutes", "0.1", "--train-cases", "3",
+        "--val-cases", "2", "--threads", "1", "--text-encoder", "hashing-test", "--out", str(tmp_path / "b"),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "held-out per-case Dice" in out and "swap pairs: swapped Dice" in out
+    assert "anatomy gate maps: 4" in out  # anatomy channels and the gate are the default
+    assert (tmp_path / "b" / "run" / "checkpoints" / "last.pt").is_file()
