@@ -478,6 +478,8 @@ def export_network(
     out_dir = Path(out_dir)
     if out_dir.exists() and any(p.name not in UNPACKAGED_FILES for p in out_dir.iterdir()) and not force:
         raise ExportError(f"{out_dir}: exists and is not empty (use --force to replace it)")
+    if parity_phantoms not in ("synth", "builtin"):
+        raise ExportError(f"parity_phantoms must be 'synth' or 'builtin', got {parity_phantoms!r}")
     spec = config.input
     if config.net.query_dim != QUERY_FEATURE_DIM:
         raise ExportError(
@@ -545,12 +547,10 @@ def export_network(
         elif parity_phantoms == "synth" or spec.anatomy_channels:
             # anatomy priors need a chest the anatomy module can read: rexground.synth phantoms, not blobs
             scans = synth_scans(n_parity_scans)
-        elif parity_phantoms == "builtin":
+        else:
             scans = phantom_scans(
                 n_parity_scans, [p * s for p, s in zip(patch, spec.spacing_zyx, strict=True)]
             )
-        else:
-            raise ExportError(f"parity_phantoms must be 'synth' or 'builtin', got {parity_phantoms!r}")
         if spec.anatomy_channels:
             scans = [
                 s if s.anatomy is not None else with_anatomy([s], spec.anatomy_channels)[0] for s in scans

@@ -219,3 +219,11 @@ def test_anatomy_gated_network_exports_with_parity(tmp_path):
         backend.set_conditions(cond)
         results.append(predict_logits(volume, backend, 2, PATCH, batch_size=2, pad_values=(0.0, 0.0, 0.0)))
     np.testing.assert_allclose(results[0], results[1], atol=1e-4)
+
+
+def test_unknown_parity_phantoms_are_refused_before_any_work(tmp_path):
+    with pytest.raises(ExportError, match="parity_phantoms"):
+        export_network(
+            tiny_net(), tiny_config(), tmp_path / "m", allow_test_embedder=True, parity_phantoms="x"
+        )
+    assert not (tmp_path / "m").exists()
