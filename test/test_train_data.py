@@ -149,27 +149,13 @@ def test_loss_ignores_weight_zero_voxels_and_skips_dice_on_empty_targets():
 
 
 def test_a_cropped_case_maps_predictions_back_onto_the_whole_native_grid():
-    from train_helpers import SPACING, blob_case
+    from train_helpers import blob_case
 
-    from rexground.train.data import prepare_arrays
     from rexground.train.validate import case_masks
 
     cfg = tiny_config()
-    hu, ent, texts, cats = blob_case(3, "val")
-    crop = (slice(2, 22), slice(5, 38), slice(1, 40))
-    case = prepare_arrays(
-        name="c.nii.gz",
-        split="val",
-        hu_clipped_zyx=hu,
-        spacing_zyx=SPACING,
-        entities_fzyx=ent,
-        texts=texts,
-        categories=cats,
-        spec=cfg.input,
-        data=cfg.data,
-        keep_native_labels=True,
-        crop=crop,
-    )
+    hu, ent, _, _ = blob_case(3, "val")
+    case = prepared(3, cfg, "val", crop=(slice(2, 22), slice(5, 38), slice(1, 40)))
     assert case.image.shape[1:] == (20, 33, 39) and case.native_shape == hu.shape
     perfect = case.labels.astype(np.float32)  # a prediction equal to the target, at the model's spacing
     masks = case_masks(perfect, case, cfg.input.spacing_zyx, threshold=0.5)
@@ -182,9 +168,8 @@ def test_anatomy_prior_channels_follow_the_ct_channel_in_spec_order():
 
     from rexground.train.anatomy_channels import check_channel_names, masks_from_anatomy
     from rexground.train.config import InputSpec
-    from rexground.train.data import prepare_arrays
 
-    hu, ent, texts, cats = blob_case(0)
+    hu, _, _, _ = blob_case(0)
     right = np.zeros(hu.shape, bool)
     right[..., :20] = True
     lobes = np.where(right, 3, 0).astype(np.uint8)  # "RLL" everywhere on the right
@@ -206,18 +191,7 @@ def test_anatomy_prior_channels_follow_the_ct_channel_in_spec_order():
     spec = InputSpec(
         patch_size_zyx=(16, 24, 24), spacing_zyx=SPACING, anatomy_channels=("lung_left", "lobe_RLL")
     )
-    case = prepare_arrays(
-        name="a.nii.gz",
-        split="train",
-        hu_clipped_zyx=hu,
-        spacing_zyx=SPACING,
-        entities_fzyx=ent,
-        texts=texts,
-        categories=cats,
-        spec=spec,
-        data=cfg.data,
-        anatomy=masks,
-    )
+    case = prepared(0, cfg, spec=spec, anatomy=masks)
     assert case.image.shape[0] == 3
     np.testing.assert_array_equal(case.image[1], masks["lung_left"])
     np.testing.assert_array_equal(case.image[2], masks["lobe_RLL"])
@@ -228,23 +202,10 @@ def test_anatomy_channels_are_zero_outside_the_volume_as_at_inference():
     from train_helpers import SPACING, blob_case
 
     from rexground.train.config import InputSpec
-    from rexground.train.data import prepare_arrays
 
-    hu, ent, texts, cats = blob_case(0)
     cfg = tiny_config()
     spec = InputSpec(patch_size_zyx=(32, 24, 24), spacing_zyx=SPACING, anatomy_channels=("body",))
-    case = prepare_arrays(
-        name="a.nii.gz",
-        split="train",
-        hu_clipped_zyx=hu,
-        spacing_zyx=SPACING,
-        entities_fzyx=ent,
-        texts=texts,
-        categories=cats,
-        spec=spec,
-        data=cfg.data,
-        anatomy={"body": np.ones(hu.shape, np.uint8)},
-    )
+    case = prepared(0, cfg, spec=spec, anatomy={"body": np.ones(blob_case(0)[0].shape, np.uint8)})
     s = PatchSampler([case], list(case.texts), spec, cfg.data, seed=0)
     for step in range(10):
         b = s.batch(step, 0, 1)

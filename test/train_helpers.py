@@ -57,7 +57,11 @@ def tiny_config(**overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def prepared(seed: int, config: TrainConfig, split: str = "train") -> PreparedCase:
+def prepared(
+    seed: int, config: TrainConfig, split: str = "train", *, spec=None, anatomy=None, crop=None
+) -> PreparedCase:
+    """``blob_case(seed, split)`` prepared for ``config`` (or another input ``spec``, with ``anatomy`` priors,
+    cropped to ``crop``)."""
     hu, ent, texts, cats = blob_case(seed, split)
     return prepare_arrays(
         name=f"case_{seed}.nii.gz",
@@ -67,7 +71,9 @@ def prepared(seed: int, config: TrainConfig, split: str = "train") -> PreparedCa
         entities_fzyx=ent,
         texts=texts,
         categories=cats,
-        spec=config.input,
+        spec=spec or config.input,
         data=config.data,
+        anatomy=anatomy,
         keep_native_labels=split != "train",
+        crop=crop,
     )
