@@ -83,18 +83,6 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-ANATOMY = (
-    "lung_right",
-    "lung_left",
-    "lobe_RUL",
-    "lobe_RML",
-    "lobe_RLL",
-    "lobe_LUL",
-    "lobe_lingula",
-    "lobe_LLL",
-)
-
-
 def _phantoms(seeds, split, spec, data, pair_categories=None):
     from rexground.anatomy import compute_anatomy_from_array
     from rexground.synth import generate_case
@@ -157,6 +145,7 @@ def main() -> int:
     from rexground.infer.preprocess import air_value
     from rexground.metrics.aggregate import aggregate
     from rexground.metrics.official import evaluate_case
+    from rexground.train.anatomy_channels import SIDE_AND_LOBE_CHANNELS
     from rexground.train.checkpoint import load_network
     from rexground.train.config import DataConfig, InputSpec, LossConfig, NetConfig, OptimConfig, TrainConfig
     from rexground.train.loop import train
@@ -173,7 +162,7 @@ def main() -> int:
             features=(16, 24, 32, 48),
             embed_dim=16,
             cond_dim=64,
-            in_channels=1 + len(ANATOMY) * args.anatomy,
+            in_channels=1 + len(SIDE_AND_LOBE_CHANNELS) * args.anatomy,
             anatomy_gate_maps=gate_maps,
             cond_level=args.cond_level,
         ),
@@ -181,7 +170,7 @@ def main() -> int:
             patch_size_zyx=tuple(args.patch),
             spacing_zyx=spacing,
             text_encoder=args.text_encoder,
-            anatomy_channels=ANATOMY if args.anatomy else (),
+            anatomy_channels=SIDE_AND_LOBE_CHANNELS if args.anatomy else (),
         ),
         data=DataConfig(
             positives_per_patch=args.positives,

@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rexground.errors import InputFileError  # noqa: E402
+from rexground.train.anatomy_channels import SIDE_AND_LOBE_CHANNELS  # noqa: E402
 from rexground.train.config import NetConfig, TrainConfig, load_config  # noqa: E402
 from rexground.train.network import (  # noqa: E402
     DecoderGraph,
@@ -116,7 +117,7 @@ def test_configs_in_the_repo_load(tmp_path):
     real = load_config(REPO / "configs" / "real.toml")
     assert real.input.text_encoder != "hashing-test"  # the test-only embedder never trains a real model
     # the real model reads lobes through the anatomy gate, on channels the anatomy module provides
-    assert real.net.anatomy_gate_maps > 0 and "lobe_RLL" in real.input.anatomy_channels
+    assert real.net.anatomy_gate_maps > 0 and real.input.anatomy_channels == SIDE_AND_LOBE_CHANNELS
     assert 20e6 <= count_parameters(GroundingNet(real.net)) <= 60e6
 
 

@@ -15,6 +15,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+LOBE_CHANNELS: tuple[str, ...] = (
+    "lobe_RUL",
+    "lobe_RML",
+    "lobe_RLL",
+    "lobe_LUL",
+    "lobe_lingula",
+    "lobe_LLL",
+)
 ANATOMY_CHANNELS: tuple[str, ...] = (
     "lungs",
     "lung_right",
@@ -23,13 +31,10 @@ ANATOMY_CHANNELS: tuple[str, ...] = (
     "airways",
     "body",
     "pleural_envelope",
-    "lobe_RUL",
-    "lobe_RML",
-    "lobe_RLL",
-    "lobe_LUL",
-    "lobe_lingula",
-    "lobe_LLL",
+    *LOBE_CHANNELS,
 )
+# What the anatomy gate reads in configs/real.toml and the learning benchmark: each lung, then each lobe.
+SIDE_AND_LOBE_CHANNELS: tuple[str, ...] = ("lung_right", "lung_left", *LOBE_CHANNELS)
 
 
 def check_channel_names(names: Sequence[str]) -> None:
