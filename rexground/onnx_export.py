@@ -241,20 +241,13 @@ class ParityScan:
     anatomy: dict[str, np.ndarray] | None = None  # the prior masks a model with anatomy channels reads
 
 
-def with_anatomy(scans: Sequence[ParityScan], channels: Sequence[str]) -> list[ParityScan]:
-    """The scans with the named anatomy prior masks computed from their CT, as inference computes them."""
+def with_anatomy(scan: ParityScan, channels: Sequence[str]) -> ParityScan:
+    """The scan with the named anatomy prior masks computed from its CT, as inference computes them."""
     from rexground.anatomy import compute_anatomy_from_array
     from rexground.train.anatomy_channels import masks_from_anatomy
 
-    return [
-        ParityScan(
-            s.hu,
-            s.spacing_zyx,
-            s.findings,
-            masks_from_anatomy(compute_anatomy_from_array(s.hu, s.spacing_zyx), channels),
-        )
-        for s in scans
-    ]
+    anatomy = compute_anatomy_from_array(scan.hu, scan.spacing_zyx)
+    return ParityScan(scan.hu, scan.spacing_zyx, scan.findings, masks_from_anatomy(anatomy, channels))
 
 
 def synth_scans(n: int, seed: int = 0) -> list[ParityScan]:
@@ -552,9 +545,7 @@ def export_network(
                 n_parity_scans, [p * s for p, s in zip(patch, spec.spacing_zyx, strict=True)]
             )
         if spec.anatomy_channels:
-            scans = [
-                s if s.anatomy is not None else with_anatomy([s], spec.anatomy_channels)[0] for s in scans
-            ]
+            scans = [s if s.anatomy is not None else with_anatomy(s, spec.anatomy_channels) for s in scans]
         conditioner = TextConditioner(package)
         parity = {v: check_parity(net, package, v, scans, conditioner) for v in graphs}
         if not parity["fp32"].passed:

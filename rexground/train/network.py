@@ -197,9 +197,8 @@ class GroundingNet(nn.Module):
             for k in range(n - 1, lc - 1, -1)
         )
         # The anatomy gate: per finding, G maps mixed from the A anatomy input channels.
-        self.n_anatomy = config.in_channels - 1 if config.anatomy_gate_maps else 0
         self.gate = (
-            nn.Linear(config.cond_dim, config.anatomy_gate_maps * self.n_anatomy)
+            nn.Linear(config.cond_dim, config.anatomy_gate_maps * (config.in_channels - 1))
             if config.anatomy_gate_maps
             else None
         )
