@@ -7,8 +7,12 @@ right: when nothing survives, fall back, in order, to
 
 1. the best part of the score map itself (voxels within ``relative_fallback`` of its maximum, inside the
    fallback region when one is given): the engine found *something*, only below its threshold;
-2. the fallback region (the most likely place for the finding, e.g. the lobe the sentence names);
-3. a small ball at the centre of the fallback region, or of the volume, so the answer is never empty.
+2. when that part is smaller than the filter keeps (a small nodule seen on a coarse grid), the score grown
+   from its peak: the peak's connected component at ever lower fractions of the peak, until it holds
+   ``min_size`` voxels, or, when the score falls too steeply for that, the smallest ball the filter keeps,
+   at the peak. The place the engine found beats any place guessed without it;
+3. the fallback region (the most likely place for the finding, e.g. the lobe the sentence names);
+4. a small ball at the centre of the fallback region, or of the volume, so the answer is never empty.
 """
 
 from __future__ import annotations
@@ -34,6 +38,34 @@ def _filtered(mask: np.ndarray, min_size: int, max_keep: int) -> np.ndarray:
     if n:
         out[box] = labels > 0
     return out
+
+
+# Fractions of the score's peak tried, in order, when growing the peak's component (step 2), and how far from
+# the peak it may grow (voxels): a few times the filter's minimum, so a grown answer stays a small blob.
+GROW_FRACTIONS = (0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
+GROW_RADIUS = 6
+_CONNECTIVITY_18 = ndimage.generate_binary_structure(3, 2)  # the official filter's connectivity
+
+
+def _grown_from_peak(scope: np.ndarray, peak: float, min_size: int) -> np.ndarray:
+    """The 18-connected component of ``scope >= fraction * peak`` holding the peak voxel, for the first
+    fraction of ``GROW_FRACTIONS`` that gives at least ``min_size`` voxels within ``GROW_RADIUS`` of it;
+    failing that, a ball of at least ``min_size`` voxels centred on the peak."""
+    centre = np.unravel_index(int(np.nanargmax(scope)), scope.shape)
+    window = tuple(
+        slice(max(0, c - GROW_RADIUS), min(n, c + GROW_RADIUS + 1))
+        for c, n in zip(centre, scope.shape, strict=True)
+    )
+    local = scope[window]
+    at = tuple(c - w.start for c, w in zip(centre, window, strict=True))
+    for fraction in GROW_FRACTIONS:
+        labels, _ = ndimage.label(local >= peak * fraction, structure=_CONNECTIVITY_18)
+        component = labels == labels[at]
+        if int(component.sum()) >= max(min_size, 1):
+            out = np.zeros(scope.shape, dtype=np.uint8)
+            out[window] = component
+            return out
+    return _ball_at(scope.shape, np.asarray(centre, dtype=float), max(min_size, 1))
 
 
 def _ball_at(shape: tuple[int, ...], centre: np.ndarray, n_voxels: int) -> np.ndarray:
@@ -102,6 +134,9 @@ def postprocess(
         if peak > 0:
             out = _filtered(scope >= peak * relative_fallback, min_size, max_keep)
             step = "score_peak"
+            if not out.any():
+                # 2. Too small for the filter: grow it from the peak rather than answer somewhere else.
+                out, step = _grown_from_peak(scope, peak, min_size), "score_grow"
     if not out.any() and fallback_region is not None and fallback_region.any():
         out = _filtered(fallback_region, min_size, max_keep)
         step = "region"

@@ -55,6 +55,48 @@ def test_weak_score_falls_back_to_its_peak_inside_the_region():
     assert out[8, 8, 8] == 1 and out[22, 22, 22] == 0
 
 
+def _small_nodule_score(shape=(30, 30, 30), peak_at=(20, 9, 12)) -> np.ndarray:
+    """What a coarse-grid network gives a small nodule: a 3-voxel core above the threshold, a fading halo,
+    and a weak broad haze elsewhere that must not be answered instead."""
+    z, y, x = np.ogrid[tuple(slice(0, s) for s in shape)]
+    d2 = (z - peak_at[0]) ** 2 + (y - peak_at[1]) ** 2 + (x - peak_at[2]) ** 2
+    score = (0.9 * np.exp(-d2 / 1.2)).astype(np.float32)
+    score[2:8, 20:28, 20:28] = np.maximum(score[2:8, 20:28, 20:28], 0.2)
+    return score
+
+
+def test_a_peak_too_small_for_the_filter_is_grown_where_it_is():
+    score = _small_nodule_score()
+    assert 0 < int((score >= 0.45).sum()) < 10  # the half-peak part alone would be filtered away
+    region = np.zeros(score.shape, bool)
+    region[:, :, :] = True
+    info = {}
+    out = postprocess(score, 0.5, fallback_region=region, info=info)
+    assert info["fallback"] == "score_grow"
+    assert out[20, 9, 12] == 1 and out[2:8, 20:28, 20:28].sum() == 0
+    assert 10 <= out.sum() <= 40  # a small blob, not the region
+    idx = np.argwhere(out)
+    assert np.abs(idx - np.array([20, 9, 12])).max() <= 6
+    labels, n = filter_components(out)  # what the evaluator keeps: all of it, one component
+    assert n == 1
+    np.testing.assert_array_equal((labels > 0).astype(np.uint8), out)
+
+
+def test_a_peak_too_steep_to_grow_gets_the_smallest_kept_ball_there():
+    score = np.zeros((20, 20, 20), np.float32)
+    score[10, 10, 10] = 0.3  # one voxel and nothing around it: no blob to grow
+    score[3, 3, 3] = 0.1
+    region = np.zeros(score.shape, bool)
+    region[2:12, 2:12, 2:12] = True
+    info = {}
+    out = postprocess(score, 0.5, fallback_region=region, info=info)
+    assert info["fallback"] == "score_grow"
+    assert out[10, 10, 10] == 1 and out[3, 3, 3] == 0
+    labels, n = filter_components(out)
+    assert n == 1 and 10 <= out.sum() <= 40
+    np.testing.assert_array_equal((labels > 0).astype(np.uint8), out)
+
+
 def test_empty_score_falls_back_to_the_region():
     region = np.zeros((20, 20, 20), bool)
     region[2:8, 2:8, 2:8] = True
