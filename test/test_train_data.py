@@ -212,3 +212,22 @@ def test_anatomy_channels_are_zero_outside_the_volume_as_at_inference():
         outside = b.weight[0, 0] == 0  # the first prompt's weight is 0 exactly outside the volume
         assert outside.any()  # the volume is 24 voxels deep, the patch 32
         assert np.all(b.image[0, 1][outside] == 0) and np.all(b.image[0, 1][~outside] == 1)
+
+
+def test_zone_channels_are_the_anatomy_zones_of_both_lungs():
+    from rexground.anatomy import compute_anatomy_from_array
+    from rexground.synth import generate_case
+    from rexground.train.anatomy_channels import ZONE_CHANNELS, check_channel_names, masks_from_anatomy
+
+    check_channel_names(ZONE_CHANNELS)
+    case = generate_case(3, size="small")
+    anat = compute_anatomy_from_array(case.hu, case.spacing_zyx)
+    masks = masks_from_anatomy(anat, ["zone_basal", "zone_apical", "zone_posterior", "lung_right"])
+    for name in ("zone_basal", "zone_apical", "zone_posterior"):
+        m = masks[name]
+        assert m.shape == case.hu.shape and m.dtype == np.uint8
+        expected = anat.to_ct_grid(np.asarray(anat.zone(name[len("zone_") :], "unspecified"), np.uint8))
+        np.testing.assert_array_equal(m, expected)
+        right = (m > 0) & (masks["lung_right"] > 0)
+        assert right.any() and ((m > 0) & ~(masks["lung_right"] > 0)).any()  # both lungs
+    assert not ((masks["zone_basal"] > 0) & (masks["zone_apical"] > 0)).any()
