@@ -1,4 +1,5 @@
-"""The learning benchmark runs end to end (a few seconds of training; the numbers are not checked here)."""
+"""The learning benchmark runs end to end, and scores a saved run again (a few seconds of training; the numbers
+are not checked here)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ def test_bench_phantoms_trains_scores_and_prints_the_table(tmp_path):
     assert "held-out per-case Dice" in out and "swap pairs: swapped Dice" in out
     assert "anatomy gate maps: 4" in out  # anatomy channels and the gate are the default
     assert (tmp_path / "b" / "run" / "checkpoints" / "last.pt").is_file()
+
+    # The saved network is scored again without training, with another threshold and tiling.
+    again = [
+        *cmd[:2], "--eval-only", str(tmp_path / "b"), "--val-cases", "2", "--threads", "1", "--threshold", "0.4",
+        "--eval-step", "1.0",
+    ]  # fmt: skip
+    done = subprocess.run(again, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "earlier run" in done.stdout and "held-out per-case Dice" in done.stdout
+    assert "training for" not in done.stdout
