@@ -9,8 +9,8 @@ right: when nothing survives, fall back, in order, to
    fallback region when one is given): the engine found *something*, only below its threshold;
 2. when that part is smaller than the filter keeps (a small nodule seen on a coarse grid), the score grown
    from its peak: the peak's connected component at ever lower fractions of the peak, until it holds
-   ``min_size`` voxels, or, when the score falls too steeply for that, the smallest ball the filter keeps,
-   at the peak. The place the engine found beats any place guessed without it;
+   ``min_size`` voxels, or, when the score falls too steeply for that, the ``min_size`` voxels nearest to
+   the peak (the smallest answer the filter keeps). The place the engine found beats any place guessed without it;
 3. the fallback region (the most likely place for the finding, e.g. the lobe the sentence names);
 4. a small ball at the centre of the fallback region, or of the volume, so the answer is never empty.
 """
@@ -50,7 +50,7 @@ _CONNECTIVITY_18 = ndimage.generate_binary_structure(3, 2)  # the official filte
 def _grown_from_peak(scope: np.ndarray, peak: float, min_size: int) -> np.ndarray:
     """The 18-connected component of ``scope >= fraction * peak`` holding the peak voxel, for the first
     fraction of ``GROW_FRACTIONS`` that gives at least ``min_size`` voxels within ``GROW_RADIUS`` of it;
-    failing that, a ball of at least ``min_size`` voxels centred on the peak."""
+    failing that, the ``min_size`` voxels nearest to the peak."""
     centre = np.unravel_index(int(np.nanargmax(scope)), scope.shape)
     window = tuple(
         slice(max(0, c - GROW_RADIUS), min(n, c + GROW_RADIUS + 1))
@@ -69,7 +69,8 @@ def _grown_from_peak(scope: np.ndarray, peak: float, min_size: int) -> np.ndarra
 
 
 def _ball_at(shape: tuple[int, ...], centre: np.ndarray, n_voxels: int) -> np.ndarray:
-    """At least ``n_voxels`` voxels (when the volume has them) nearest to ``centre``, one compact blob."""
+    """The ``n_voxels`` voxels nearest to ``centre`` (ties in raster order; the whole volume when it has no
+    more). One 6-connected blob: every voxel's neighbour one step towards the centre is nearer, so it is in."""
     out = np.zeros(shape, dtype=np.uint8)
     total = int(np.prod(shape))
     if total <= n_voxels:
@@ -84,7 +85,10 @@ def _ball_at(shape: tuple[int, ...], centre: np.ndarray, n_voxels: int) -> np.nd
         d2 = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
         ball = d2 <= radius**2
         if int(ball.sum()) >= n_voxels or radius > max(shape):
-            out[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = ball
+            nearest = np.argsort(np.where(ball, d2, np.iinfo(np.int64).max).ravel(), kind="stable")[:n_voxels]
+            keep = np.zeros(ball.size, dtype=bool)
+            keep[nearest] = True
+            out[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = keep.reshape(ball.shape) & ball
             return out
         radius += 1
 

@@ -82,7 +82,7 @@ def test_a_peak_too_small_for_the_filter_is_grown_where_it_is():
     np.testing.assert_array_equal((labels > 0).astype(np.uint8), out)
 
 
-def test_a_peak_too_steep_to_grow_gets_the_smallest_kept_ball_there():
+def test_a_peak_too_steep_to_grow_gets_the_smallest_kept_blob_there():
     score = np.zeros((20, 20, 20), np.float32)
     score[10, 10, 10] = 0.3  # one voxel and nothing around it: no blob to grow
     score[3, 3, 3] = 0.1
@@ -93,7 +93,7 @@ def test_a_peak_too_steep_to_grow_gets_the_smallest_kept_ball_there():
     assert info["fallback"] == "score_grow"
     assert out[10, 10, 10] == 1 and out[3, 3, 3] == 0
     labels, n = filter_components(out)
-    assert n == 1 and 10 <= out.sum() <= 40
+    assert n == 1 and out.sum() == 10  # the smallest answer the filter keeps
     np.testing.assert_array_equal((labels > 0).astype(np.uint8), out)
 
 
@@ -125,3 +125,13 @@ def test_tiny_volume_gets_the_whole_volume():
 def test_rejects_mismatched_region_shape():
     with pytest.raises(ValueError, match="shape"):
         postprocess(np.zeros((4, 4, 4)), fallback_region=np.zeros((4, 4, 5), bool))
+
+
+@pytest.mark.parametrize("n", [10, 30, 57])
+@pytest.mark.parametrize("centre", [(0, 0, 0), (5, 5, 5), (0, 5, 9), (3, 0, 7)])
+def test_fallback_blobs_have_exactly_the_asked_size_and_one_component(n, centre):
+    from rexground.postprocess import _ball_at
+
+    out = _ball_at((10, 10, 10), np.asarray(centre, float), n)
+    _, components = filter_components(out, min_size=1)
+    assert out.sum() == n and components == 1 and out[centre] == 1
