@@ -20,7 +20,7 @@ channels (computed from each phantom's CT by ``rexground.anatomy``, as inference
 network the anatomy gate that lets the sentence pick among them (``--no-anatomy`` for neither; ``--zones``
 adds the zone channels). The held-out scans are predicted as the inference path predicts them (sliding
 window with half-patch steps and Gaussian weighting, the shared postprocessing). The defaults are the
-configuration reported for issue 6 (30 min here: per-case Dice 0.505, swap Dice 0.015, against a 0.826 ceiling
+configuration reported for issue 6 (30 min here: per-case Dice 0.517, swap Dice 0.015, against a 0.826 ceiling
 for the 3 mm grid). The learning-rate schedule is planned in wall time
 (``rexground.train.loop.train(schedule_minutes=...)``), and steps run under bf16 autocast where the CPU
 supports it (``--amp off`` for fp32). ``--eval-only OUT`` scores the network a run saved with ``--out OUT``
