@@ -235,7 +235,8 @@ def main() -> int:
         amp=amp,
     )
     if args.eval_only is not None:  # the held-out phantoms are prepared as that run's config prepares them
-        base = load_network(args.eval_only / "run", which="last")[1]
+        net, cfg = load_network(args.eval_only / "run", which="last")
+        base = cfg
     t0 = time.monotonic()
     val_cases, pairs = _phantoms(
         range(args.seed * 1000 + 500, args.seed * 1000 + 500 + args.val_cases),
@@ -279,7 +280,7 @@ def main() -> int:
             schedule_minutes=args.minutes,
             progress=True,
         )
-    net, cfg = load_network(out / "run", which="last")
+        net, cfg = load_network(out / "run", which="last")
 
     texts = sorted({t for c in val_cases for t in c.texts})
     emb = torch.from_numpy(sentence_embeddings(texts, cfg.input.text_encoder))

@@ -10,7 +10,8 @@ right: when nothing survives, fall back, in order, to
 2. when that part is smaller than the filter keeps (a small nodule seen on a coarse grid), the score grown
    from its peak: the peak's connected component at ever lower fractions of the peak, until it holds
    ``min_size`` voxels, or, when the score falls too steeply for that, the ``min_size`` voxels nearest to
-   the peak (the smallest answer the filter keeps). The place the engine found beats any place guessed without it;
+   the peak (the smallest answer the filter keeps). The place the engine found beats any place guessed
+   without it;
 3. the fallback region (the most likely place for the finding, e.g. the lobe the sentence names);
 4. a small ball at the centre of the fallback region, or of the volume, so the answer is never empty.
 """
