@@ -67,6 +67,30 @@ def test_prepare_resamples_the_crop_and_pads_with_air():
         prepare(hu, (2.0, 1.0, 1.0), target_spacing=(4.0, 2.0, 2.0), norm=NORM, channels=("ct", "lungs"))
 
 
+def test_prepare_scales_coordinate_levels_as_training_does():
+    from rexground.train.anatomy_channels import COORD_LEVELS
+    from rexground.train.config import DataConfig, InputSpec
+    from rexground.train.data import prepare_arrays
+
+    hu = chest()
+    lungs = hu == -1000
+    levels = np.where(lungs, 1 + np.arange(hu.shape[0])[:, None, None] * 10 % COORD_LEVELS, 0).astype(np.uint8)
+    channels = ("ct", "lungs", "coord_height")
+    anatomy = {"lungs": lungs.astype(np.uint8), "coord_height": levels}
+    p = prepare(hu, (2.0, 1.0, 1.0), target_spacing=(4.0, 2.0, 2.0), norm=NORM, channels=channels,
+                anatomy=anatomy, crop="none")  # fmt: skip
+    coord = p.image[2]
+    assert coord[p.image[1] > 0].min() > 0.0 and coord.max() <= 1.0  # levels 1..255 -> (0, 1]
+    assert set(np.unique(p.image[1])) <= {0.0, 1.0}  # masks are not scaled
+    assert np.isclose(coord.max() * COORD_LEVELS, levels.max(), atol=1e-3)
+    spec = InputSpec(patch_size_zyx=(8, 8, 8), spacing_zyx=(4.0, 2.0, 2.0), anatomy_channels=channels[1:])
+    ents = lungs[None].astype(np.uint8)
+    train = prepare_arrays(name="c", split="train", hu_clipped_zyx=np.maximum(hu, -1024).astype(np.float32),
+                           spacing_zyx=(2.0, 1.0, 1.0), entities_fzyx=ents, texts=["x"], categories=["2b"],
+                           spec=spec, data=DataConfig(), anatomy=anatomy)  # fmt: skip
+    np.testing.assert_allclose(train.image[1:].astype(np.float32), p.image[1:], atol=1e-3)  # fp16 storage
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.tuples(*[st.integers(2, 12)] * 3),

@@ -231,3 +231,40 @@ def test_zone_channels_are_the_anatomy_zones_of_both_lungs():
         right = (m > 0) & (masks["lung_right"] > 0)
         assert right.any() and ((m > 0) & ~(masks["lung_right"] > 0)).any()  # both lungs
     assert not ((masks["zone_basal"] > 0) & (masks["zone_apical"] > 0)).any()
+
+
+def test_coordinate_channels_place_each_lung_voxel_in_its_own_lung_frame():
+    from rexground.anatomy import compute_anatomy_from_array
+    from rexground.synth import generate_case
+    from rexground.train.anatomy_channels import (
+        COORD_CHANNELS,
+        COORD_LEVELS,
+        channel_scale,
+        check_channel_names,
+        masks_from_anatomy,
+    )
+
+    check_channel_names(COORD_CHANNELS)
+    assert channel_scale("coord_height") == 1 / COORD_LEVELS and channel_scale("lobe_RLL") == 1.0
+    case = generate_case(3, size="small")
+    anat = compute_anatomy_from_array(case.hu, case.spacing_zyx)
+    m = masks_from_anatomy(anat, ["lung_envelope", "lobe_RUL", "lobe_RLL", *COORD_CHANNELS])
+    env = m["lung_envelope"] > 0
+    for name in COORD_CHANNELS:
+        v = m[name]
+        assert v.dtype == np.uint8 and v.shape == case.hu.shape
+        assert (v[env] >= 1).all() and (v[~env] == 0).all()  # levels inside the envelopes only
+        assert v[env].min() == 1 and v[env].max() == COORD_LEVELS  # each lung spans the whole range
+    height = m["coord_height"].astype(float)
+    upper, lower = m["lobe_RUL"] > 0, m["lobe_RLL"] > 0
+    assert height[upper].mean() > height[lower].mean() + 60  # the upper lobe sits higher in its lung
+    # lateral: the lung's column nearest the other lung is medial (low), its outermost column lateral (high)
+    lateral = m["coord_lateral"].astype(float)
+    xs = np.flatnonzero(env.any(axis=(0, 1)))
+    mid = (xs[0] + xs[-1]) / 2
+    outer_low = lateral[:, :, xs[0]][env[:, :, xs[0]]].mean()
+    outer_high = lateral[:, :, xs[-1]][env[:, :, xs[-1]]].mean()
+    assert outer_low > 200 and outer_high > 200
+    near_mid = [x for x in xs if abs(x - mid) <= 8]
+    inner = np.concatenate([lateral[:, :, x][env[:, :, x]] for x in near_mid])
+    assert inner.mean() < 80

@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from rexground.io import clip_padding, resample_zyx
 from rexground.model_package import IntensityNormalisation
+from rexground.train.anatomy_channels import channel_scale
 
 Shape3 = tuple[int, int, int]
 BODY_HU = -500.0  # soft tissue, bone and the table are above; lungs and outside air are below
@@ -95,8 +96,9 @@ def prepare(
     channels: Sequence[str] = ("ct",),
     anatomy: Mapping[str, np.ndarray] | None = None,
 ) -> PreparedVolume:
-    """Canonical HU (padding not yet clipped) -> ``PreparedVolume``. ``anatomy`` holds the 0/1 prior masks
-    on the CT grid for every channel after the first (nearest-neighbour resampled, as in training)."""
+    """Canonical HU (padding not yet clipped) -> ``PreparedVolume``. ``anatomy`` holds the uint8 prior arrays
+    on the CT grid for every channel after the first (nearest-neighbour resampled, then scaled by
+    ``channel_scale``, as in training)."""
     spacing = tuple(float(s) for s in spacing_zyx)
     target = tuple(float(s) for s in target_spacing)
     box = body_box(hu, spacing) if crop == "body" else tuple(slice(0, n) for n in hu.shape)
@@ -114,6 +116,7 @@ def prepare(
             raise KeyError(f"anatomy channel {name!r} is required by the model but was not computed")
         mask = np.asarray(anatomy[name])[box].astype(np.uint8, copy=False)
         image[c] = resample_zyx(mask, spacing, target, order=0, shape=image.shape[1:])
+        image[c] *= channel_scale(name)  # uint8 levels of the coordinate channels -> (0, 1]
         pads.append(0.0)
     return PreparedVolume(
         image=image,

@@ -139,7 +139,18 @@ class DataConfig(BaseModel):
     partial_label_cap: int = Field(3, ge=1, description="instances drawn per training finding")
     partial_ignore: Literal["components", "none"] = "components"
     intensity_augment: bool = True
+    # Share of patches scaled and rotated in the axial plane (rexground.train.augment; never mirrored).
+    spatial_augment: float = Field(0.0, ge=0.0, le=1.0)
+    augment_scale: tuple[float, float] = (0.85, 1.15)
+    augment_rotation_deg: float = Field(15.0, ge=0.0, le=45.0)
     num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> DataConfig:
+        lo, hi = self.augment_scale
+        if not 0.5 <= lo <= hi <= 2.0:
+            raise ValueError(f"augment_scale {self.augment_scale}: need 0.5 <= low <= high <= 2.0")
+        return self
 
     @property
     def prompts_per_patch(self) -> int:

@@ -43,6 +43,7 @@ from scipy import ndimage
 
 from rexground.infer.preprocess import air_value, normalise
 from rexground.io import atomic_path, resample_zyx
+from rexground.train.anatomy_channels import channel_scale
 from rexground.train.config import DataConfig, InputSpec
 
 MAX_FG_COORDS = 20_000  # per finding, enough for sampling centres
@@ -162,6 +163,7 @@ def prepare_arrays(
             resample_zyx(
                 np.asarray(anatomy[ch], np.uint8), spacing_zyx, spec.spacing_zyx, order=0, shape=ct.shape
             ).astype(np.float32)
+            * channel_scale(ch)
         )
     image = np.stack(channels).astype(np.float16)
     labels = np.zeros((len(texts), *ct.shape), np.uint8)

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rexground.errors import InputFileError
 from rexground.infer.preprocess import air_value
+from rexground.train.augment import random_affines, spatial_augment
 from rexground.train.checkpoint import read_checkpoint, save_checkpoint
 from rexground.train.config import OptimConfig, TrainConfig
 from rexground.train.data import Batch, PatchSampler, PreparedCase
@@ -56,10 +57,28 @@ class StepDataset(Dataset):
 
     def __getitem__(self, step: int) -> dict:
         b: Batch = self.sampler.batch(int(step), self.rank, self.batch_size)
+        image, target, weight = (
+            torch.from_numpy(b.image),
+            torch.from_numpy(b.target),
+            torch.from_numpy(b.weight),
+        )
+        data = self.sampler.data
+        if data.spatial_augment > 0:  # its own stream, so the patches drawn do not depend on it
+            rng = np.random.default_rng([self.sampler.seed, self.rank, int(step), 1])
+            affines = random_affines(
+                rng,
+                image.shape[0],
+                image.shape[2:],
+                self.sampler.spec.spacing_zyx,
+                data.spatial_augment,
+                data.augment_scale,
+                data.augment_rotation_deg,
+            )
+            image, target, weight = spatial_augment(image, target, weight, b.prompts_per_image, affines)
         return {
-            "image": torch.from_numpy(b.image),
-            "target": torch.from_numpy(b.target),
-            "weight": torch.from_numpy(b.weight),
+            "image": image,
+            "target": target,
+            "weight": weight,
             "prompt": torch.from_numpy(b.prompt),
             "positive": torch.from_numpy(b.positive),
         }

@@ -10,7 +10,7 @@ component filtering do not depend on the axis order, so scoring in canonical ord
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -85,20 +85,29 @@ def predict_case_probabilities(
         batch_size=2,
         pad_values=pads,
     )
-    return sigmoid_(np.asarray(logits, dtype=np.float32))  # the inference path's logistic: no overflow warning
+    # the inference path's logistic: no overflow warning
+    return sigmoid_(np.asarray(logits, dtype=np.float32))
 
 
-def case_masks(probs: np.ndarray, case: PreparedCase, model_spacing, threshold: float) -> np.ndarray:
-    """Probabilities at the model's spacing -> (F, z, y, x) uint8 masks on the case's native canonical grid
-    (resampled onto the crop's exact grid, pasted into the full grid, thresholded and filtered)."""
+def native_probabilities(probs: np.ndarray, case: PreparedCase, model_spacing) -> Iterator[np.ndarray]:
+    """Each finding's probabilities at the model's spacing on the case's native canonical grid (resampled
+    onto the crop's exact grid, pasted into the full grid), one finding at a time to bound memory. The
+    yielded array is reused: copy it to keep it."""
     crop = case.crop_slices
     crop_shape = tuple(s.stop - s.start for s in crop)
-    out = np.zeros((probs.shape[0], *case.native_shape), np.uint8)
     full = np.zeros(case.native_shape, np.float32)
     for f in range(probs.shape[0]):
         full[crop] = resample_zyx(
             probs[f].astype(np.float32), model_spacing, case.native_spacing, order=1, shape=crop_shape
         )
+        yield full
+
+
+def case_masks(probs: np.ndarray, case: PreparedCase, model_spacing, threshold: float) -> np.ndarray:
+    """Probabilities at the model's spacing -> (F, z, y, x) uint8 masks on the case's native canonical grid
+    (thresholded and filtered by the shared postprocessing)."""
+    out = np.zeros((probs.shape[0], *case.native_shape), np.uint8)
+    for f, full in enumerate(native_probabilities(probs, case, model_spacing)):
         out[f] = postprocess(full, threshold)
     return out
 
