@@ -19,20 +19,24 @@ def test_bench_phantoms_trains_scores_and_prints_the_table(tmp_path):
     cmd = [
         sys.executable, str(REPO / "bench" / "bench_phantoms.py"), "--minutes", "0.1", "--train-cases", "3",
         "--val-cases", "2", "--threads", "1", "--text-encoder", "hashing-test", "--out", str(tmp_path / "b"),
+        "--coords",
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "held-out per-case Dice" in out and "swap pairs: swapped Dice" in out
     assert "anatomy gate maps: 4" in out  # anatomy channels and the gate are the default
+    assert "coord_lateral" in out  # --coords adds the lung coordinate channels
     assert (tmp_path / "b" / "run" / "checkpoints" / "last.pt").is_file()
 
-    # The saved network is scored again without training, with another threshold and tiling.
+    # The saved network is scored again without training, with two thresholds and another tiling.
     again = [
         *cmd[:2], "--eval-only", str(tmp_path / "b"), "--val-cases", "2", "--threads", "1", "--threshold", "0.4",
-        "--eval-step", "1.0",
+        "0.3", "--eval-step", "1.0",
     ]  # fmt: skip
     done = subprocess.run(again, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "earlier run" in done.stdout and "held-out per-case Dice" in done.stdout
     assert "training for" not in done.stdout
+    sweep = done.stdout.split("threshold  per-case")[1].splitlines()[1:3]  # one row per threshold
+    assert [row.split()[0] for row in sweep] == ["0.40", "0.30"]
