@@ -2,10 +2,10 @@
 the axial plane about its centre, with the same transform for its image channels and for every prompt's
 target and weight.
 
-Why only these: a patch of a few hundred phantoms (or a few thousand scans) is memorised long before the
-network has learnt what a lesion looks like in a new chest (on the learning benchmark the 30-minute network
-scores 0.71 per-case Dice on its own training phantoms and 0.52 on held-out ones). Scale and a small
-rotation are what differs between two patients' chests. Mirroring is never done: a flipped chest swaps
+Why: a training set of a few hundred phantoms (or a few thousand scans) is memorised long before the
+network has learnt what a lesion looks like in a new chest (on the learning benchmark, the 30-minute network
+trained on 160 phantoms scored 0.71 per-case Dice on its own training phantoms and 0.52 on held-out ones).
+Why only these: scale and a small rotation are what differs between two patients' chests. Mirroring is never done: a flipped chest swaps
 "right" and "left" (a z or y flip swaps upper and lower, anterior and posterior), so the sentence would no
 longer describe the patch.
 
