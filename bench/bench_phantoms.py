@@ -358,10 +358,12 @@ def main() -> int:
             torch.device("cpu"),
             step_fraction=args.eval_step,
         )
-        native = [p.copy() for p in native_probabilities(probs, case, cfg.input.spacing_zyx)]
+        preds = {t: np.zeros((probs.shape[0], *case.native_shape), np.uint8) for t in thresholds}
+        for f, native in enumerate(native_probabilities(probs, case, cfg.input.spacing_zyx)):
+            for t in thresholds:
+                preds[t][f] = postprocess(native, t)
         for t, sc in scores.items():
-            pred = np.stack([postprocess(p, t) for p in native])
-            sc.add(case, pred, [(a, b) for pc, a, b in pairs if pc == ci])
+            sc.add(case, preds[t], [(a, b) for pc, a, b in pairs if pc == ci])
     main_scores = scores[thresholds[0]]
     results, per_category = main_scores.results, main_scores.per_category
     own_pairs, swap = main_scores.own, main_scores.swap

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from rexground.components import MAX_COMPONENTS, MIN_COMPONENT_VOXELS, filter_components
+from rexground.components import MAX_COMPONENTS, MIN_COMPONENT_VOXELS, STRUCTURE_18, filter_components
 
 
 def _filtered(mask: np.ndarray, min_size: int, max_keep: int) -> np.ndarray:
@@ -45,7 +45,6 @@ def _filtered(mask: np.ndarray, min_size: int, max_keep: int) -> np.ndarray:
 # the peak it may grow (voxels): a few times the filter's minimum, so a grown answer stays a small blob.
 GROW_FRACTIONS = (0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
 GROW_RADIUS = 6
-_CONNECTIVITY_18 = ndimage.generate_binary_structure(3, 2)  # the official filter's connectivity
 
 
 def _grown_from_peak(scope: np.ndarray, peak: float, min_size: int) -> np.ndarray:
@@ -60,7 +59,7 @@ def _grown_from_peak(scope: np.ndarray, peak: float, min_size: int) -> np.ndarra
     local = scope[window]
     at = tuple(c - w.start for c, w in zip(centre, window, strict=True))
     for fraction in GROW_FRACTIONS:
-        labels, _ = ndimage.label(local >= peak * fraction, structure=_CONNECTIVITY_18)
+        labels, _ = ndimage.label(local >= peak * fraction, structure=STRUCTURE_18)
         component = labels == labels[at]
         if int(component.sum()) >= max(min_size, 1):
             out = np.zeros(scope.shape, dtype=np.uint8)
