@@ -9,6 +9,7 @@ import numpy as np
 
 from rexground.errors import InputFileError
 from rexground.io import CTVolume, read_ct, read_mask_raw
+from rexground.output_paths import PNG_SUFFIXES, output_file
 from rexground.overlay import write_overlay
 
 
@@ -40,7 +41,7 @@ def masks_on_ct(mask_path: Path, ct: CTVolume) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-
+    output_file(args.out, PNG_SUFFIXES, "--out", example="overlay.png")
     ct = read_ct(args.ct)
     masks = masks_on_ct(args.mask, ct)
     channels = args.channel or list(range(len(masks)))

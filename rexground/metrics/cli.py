@@ -127,6 +127,10 @@ def run_jobs(jobs: list[CaseJob], workers: int, progress: bool = True) -> list[C
 
 
 def run(args: argparse.Namespace) -> int:
+    from rexground.output_paths import JSON_SUFFIXES, output_file
+    from rexground.preconditions import require_ground_truth
+
+    output_file(args.out, JSON_SUFFIXES, "--out", example="metrics.json")
     dataset = load_dataset(args.dataset)
     split = pick_split(dataset, args.split)
     entries = dataset.split(split)
@@ -137,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise RexgroundError(f"--workers must be at least 1, got {args.workers}")
     jobs = build_jobs(entries, args.gt_dir, args.pred_dir, args.ct_dir, args.global_only)
+    require_ground_truth(args.gt_dir, [job.gt_path for job in jobs])
+    if args.ct_dir is not None and not args.ct_dir.is_dir():
+        raise InputFileError(args.ct_dir, "CT folder does not exist")
     expected = {e.name for e in entries}
     extra = sorted(p.name for p in args.pred_dir.iterdir() if p.is_file() and p.name not in expected)
     results = run_jobs(jobs, args.workers, progress=not args.quiet)

