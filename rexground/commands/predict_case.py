@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         f"{result.seconds_predict:.1f} s)"
     )
     if args.png:
-        write_overlay(args.png, case.ct.hu, case.masks(), case.ct.spacing_zyx, findings)
+        write_overlay(
+            args.png, case.ct.hu, case.masks(), case.ct.spacing_zyx, findings, geometry=case.ct.geometry
+        )
         print(f"overlay written: {args.png}")
     if args.json:
         with atomic_path(args.json) as tmp:
