@@ -38,10 +38,8 @@ def _check_preconditions(args: argparse.Namespace, config) -> None:
     """Everything training needs, found in its first seconds rather than after the scans are prepared."""
     import os
 
-    from rexground.output_paths import output_folder
     from rexground.preconditions import PreconditionError, ensure_text_encoder, require_dataset_dir
 
-    output_folder(args.out, "--out")
     require_dataset_dir(args.data)
     if args.resume and not (args.out / "checkpoints" / "last.pt").is_file():
         raise PreconditionError(
@@ -63,9 +61,11 @@ def _check_preconditions(args: argparse.Namespace, config) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rexground.output_paths import output_folder
     from rexground.preconditions import require_torch
 
     require_torch("train")
+    output_folder(args.out, "--out")
     from rexground.train.config import load_config
     from rexground.train.data import load_case, prepare_split
     from rexground.train.distributed import barrier, cleanup, init_distributed
