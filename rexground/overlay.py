@@ -170,10 +170,10 @@ def legend_lines(
     masks_fzyx: np.ndarray,
     spacing_zyx: Sequence[float],
     findings: Sequence[str] = (),
-    channels: Sequence[int] | None = None,
+    channels: Sequence[int | str] | None = None,
 ) -> list[str]:
-    """The header's lines: the window and display convention, then per mask its channel number in the file,
-    finding text, voxel count and volume (drawn in the mask's colour)."""
+    """The header's lines: the window and display convention, then per mask its channel number in the file
+    (or a name given instead of the number), finding text, voxel count and volume (in the mask's colour)."""
     masks = np.asarray(masks_fzyx)
     masks = masks[None] if masks.ndim == 3 else masks
     channels = list(channels) if channels is not None else list(range(len(masks)))
@@ -184,9 +184,8 @@ def legend_lines(
     lines = [f"{WINDOW_NOTE}; radiological view (patient right on the image's left); letters: R/L, A/P, S/I"]
     for mask, channel, text in zip(masks, channels, texts, strict=True):
         voxels = int(np.count_nonzero(mask))
-        lines.append(
-            f"channel {channel}: {text or '(no finding text)'} ({voxels} voxels, {voxels * voxel_ml:.2f} mL)"
-        )
+        name = channel if isinstance(channel, str) else f"channel {channel}"
+        lines.append(f"{name}: {text or '(no finding text)'} ({voxels} voxels, {voxels * voxel_ml:.2f} mL)")
     return lines
 
 
@@ -198,7 +197,7 @@ def render_overlay(
     centre_zyx: tuple[int, int, int] | None = None,
     *,
     geometry: Geometry | None = None,
-    channels: Sequence[int] | None = None,
+    channels: Sequence[int | str] | None = None,
 ) -> Image.Image:
     """The three views through ``centre_zyx`` (default: inside the first finding's largest part), with a
     header naming the window and each mask in its colour: its channel number in the file (``channels``,

@@ -144,5 +144,5 @@ def require_ground_truth(gt_dir: Path, paths: list[Path], flag: str = "--gt-dir"
     if paths and not any(p.exists() for p in paths):
         raise PreconditionError(
             f"{flag} {gt_dir}: holds none of the split's {len(paths)} ground-truth files (e.g. {paths[0]}); "
-            "ReXGroundingCT keeps them in segmentations/ (the test split's in test_ground_truth/)"
+            "rexground synth writes them to segmentations/ (the test split's to test_ground_truth/)"
         )

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a missing prediction scores 0 (default) or is dropped like the official script")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="metrics.json to write")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--html", type=Path, default=None, metavar="REPORT",
+                        help="also write a self-contained HTML report: tables, Dice plots and, with --ct-dir, "
+                        "overlays of the worst findings")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,22 @@ def run_jobs(jobs: list[CaseJob], workers: int, progress: bool = True) -> list[C
     return [r for r in results if r is not None]
 
 
+def write_report(path: Path, summary, results, entries, jobs: list[CaseJob], settings: dict) -> None:
+    """The HTML report of ``rexground evaluate --html`` (see :mod:`rexground.metrics.html_report`)."""
+    from rexground.metrics.html_report import CaseFiles, write_html_report
+
+    sentences = {(e.name, key): text for e in entries for key, text in e.findings.items()}
+    files = {j.name: CaseFiles(j.gt_path, j.pred_path, j.ct_path) for j in jobs}
+    write_html_report(path, summary, results, sentences=sentences, files=files, settings=settings)
+
+
 def run(args: argparse.Namespace) -> int:
-    from rexground.output_paths import JSON_SUFFIXES, output_file
+    from rexground.output_paths import HTML_SUFFIXES, JSON_SUFFIXES, output_file
     from rexground.preconditions import require_ground_truth
 
     output_file(args.out, JSON_SUFFIXES, "--out", example="metrics.json")
+    if args.html:
+        output_file(args.html, HTML_SUFFIXES, "--html", example="report.html")
     dataset = load_dataset(args.dataset)
     split = pick_split(dataset, args.split)
     entries = dataset.split(split)
@@ -170,4 +184,7 @@ def run(args: argparse.Namespace) -> int:
     for item in document["errors"]:
         print(f"error: {item['name']}: {item['error']}", file=sys.stderr)
     print(f"wrote {args.out}")
+    if args.html:
+        write_report(args.html, summary, results, entries, jobs, settings)
+        print(f"wrote {args.html}")
     return 1 if document["errors"] else 0
