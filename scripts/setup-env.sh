@@ -75,6 +75,9 @@ if [ "$train" = 1 ]; then
   pip_install -e "$ROOT[train,test,dev]"
 else
   pip_install -e "$ROOT"
+  if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+    echo "  (this environment also holds torch from an earlier --train set-up; the core needs none)"
+  fi
 fi
 "$VENV/bin/python" -c "import rexground, numpy, scipy, SimpleITK, onnxruntime, pydantic" >>"$LOG" 2>&1 || {
   echo "setup-env.sh: the environment does not import rexground's core dependencies; see $LOG" >&2
