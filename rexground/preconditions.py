@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,8 +85,6 @@ def ensure_text_encoder(folder: str | Path | None = None, say: Callable[[str], N
     say(
         f"sentence encoder missing at {folder}: exporting it from the installed all-MiniLM-L6-v2 (about 10 s)"
     )
-    import time
-
     start = time.perf_counter()
     try:
         _load_text_encoder_exporter()(MINILM_PACKAGE, folder)
