@@ -236,6 +236,19 @@ class _Scores:
 
 def main() -> int:
     args = _parse()
+    from rexground.errors import RexgroundError
+    from rexground.output_paths import output_folder
+    from rexground.preconditions import ensure_text_encoder, require_torch
+
+    try:  # before 400 phantoms are generated: what the run needs at its end must be there now
+        require_torch("bench phantoms")
+        if args.out is not None:
+            output_folder(args.out, "--out")
+        if args.text_encoder == "minilm":
+            ensure_text_encoder()
+    except RexgroundError as exc:
+        print(f"bench phantoms: error: {exc}", file=sys.stderr)
+        return 1
     import torch
 
     torch.set_num_threads(args.threads)

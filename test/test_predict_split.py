@@ -114,13 +114,23 @@ def test_an_invalid_result_is_not_reported_as_success(tmp_path, phantoms, monkey
 
 
 def test_a_missing_ct_is_reported_and_the_run_fails(tmp_path, phantoms, engine, capsys):
-    dataset = phantoms[1]
+    import shutil
+
+    from rexground.dataset import resolve_ct
+
+    root, dataset = phantoms
     flat = tmp_path / "cts"
-    flat.mkdir()  # an empty CT root: every scan fails, named
-    rc = main(["predict", "--dataset", str(dataset), "--split", "val", "--ct-root", str(flat),
-               "--out", str(tmp_path / "sub"), "--engine", "rules", "--no-progress"])  # fmt: skip
-    assert rc == 1
-    assert "errors 2" in capsys.readouterr().out
+    flat.mkdir()  # an empty CT root: refused before any scan is predicted, naming where it looked
+    argv = ["predict", "--dataset", str(dataset), "--split", "val", "--ct-root", str(flat),
+            "--out", str(tmp_path / "sub"), "--engine", "rules", "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--ct-root: none of the 2 CTs is there" in err and str(flat) in err and not engine.calls
+    first, second = sorted(e.name for e in _val(phantoms))
+    shutil.copy(resolve_ct(root / "ct_rate", first), flat / first)  # one of two: the other is an error, named
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert f"warning: 1 CT(s) not under {flat}" in out and "errors 1" in out and second in out
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ checks as ``rexground validate-submission`` before success is reported.
 from __future__ import annotations
 
 import argparse
-import logging
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,6 +23,9 @@ from rexground.dataset import load_dataset, read_ct_header, resolve_ct
 from rexground.engines.select import DEVICES, ENGINE_KINDS, choose_engine
 from rexground.errors import RexgroundError
 from rexground.io import read_mask_raw
+from rexground.logs import setup_cli_logging
+from rexground.output_paths import ZIP_SUFFIXES, output_file, output_folder
+from rexground.preconditions import require_cts, require_model_package
 from rexground.predictor import Predictor
 from rexground.submission import check_array, pack_submission, validate_submission, write_scan_submission
 
@@ -139,14 +141,24 @@ def run_scans(args: argparse.Namespace, entries) -> list[ScanOutcome]:
 
 def run(args: argparse.Namespace) -> int:
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_cli_logging()  # log lines through tqdm.write: the progress bar stays whole
     index, count = args.shard
     if args.zip and count > 1:
         print("rexground predict: --zip packs the whole split: once every shard is done, run again without "
               "--shard, with --resume --zip")  # fmt: skip
         return 2
+    output_folder(args.out, "--out")
+    if args.zip:
+        output_file(args.zip, ZIP_SUFFIXES, "--zip", example="submission.zip")
     entries = list(load_dataset(args.dataset).split(args.split))
     mine = sorted(entries, key=lambda e: e.name)[index::count]
+    if args.model is not None:  # a broken package is refused here, not once per worker after the pool starts
+        require_model_package(args.model)
+    absent = require_cts(args.ct_root, [e.name for e in mine])
+    if absent:
+        print(
+            f"warning: {len(absent)} CT(s) not under {args.ct_root} (they will be errors): {', '.join(absent[:5])}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     print(
         f"{len(mine)} of {len(entries)} scans of split {args.split!r} (shard {index}/{count}) -> {args.out}"

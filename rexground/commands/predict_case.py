@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from rexground.engines.select import DEVICES, ENGINE_KINDS, choose_engine
 from rexground.io import atomic_path
+from rexground.logs import setup_cli_logging
+from rexground.output_paths import JSON_SUFFIXES, MASK_SUFFIXES, PNG_SUFFIXES, output_file
 from rexground.overlay import write_overlay
 from rexground.predictor import Predictor, validate_findings, write_case
 
@@ -43,8 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_cli_logging()  # log lines through tqdm.write: the progress bar stays whole
     findings = validate_findings(args.finding, "--finding")  # before the slow parts
+    output_file(args.out, MASK_SUFFIXES, "--out", example="mask.nii.gz")
+    if args.png:
+        output_file(args.png, PNG_SUFFIXES, "--png", example="overlay.png")
+    if args.json:
+        output_file(args.json, JSON_SUFFIXES, "--json", example="results.json")
     choice = choose_engine(args.engine, args.model, args.device)
     case = Predictor(choice.engine, choice.reason).predict_file(args.ct, findings)
     out, layout = write_case(args.out, case, several="channels")
@@ -56,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         f"{result.seconds_predict:.1f} s)"
     )
     if args.png:
-        write_overlay(args.png, case.ct.hu, case.masks(), case.ct.spacing_zyx, findings)
+        write_overlay(
+            args.png, case.ct.hu, case.masks(), case.ct.spacing_zyx, findings, geometry=case.ct.geometry
+        )
         print(f"overlay written: {args.png}")
     if args.json:
         with atomic_path(args.json) as tmp:

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a missing prediction scores 0 (default) or is dropped like the official script")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="metrics.json to write")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--html", type=Path, default=None, metavar="REPORT",
+                        help="also write a self-contained HTML report: tables, Dice plots and, with --ct-dir, "
+                        "overlays of the worst findings")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,22 @@ def run_jobs(jobs: list[CaseJob], workers: int, progress: bool = True) -> list[C
     return [r for r in results if r is not None]
 
 
+def write_report(path: Path, summary, results, entries, jobs: list[CaseJob], settings: dict) -> None:
+    """The HTML report of ``rexground evaluate --html`` (see :mod:`rexground.metrics.html_report`)."""
+    from rexground.metrics.html_report import CaseFiles, write_html_report
+
+    sentences = {(e.name, key): text for e in entries for key, text in e.findings.items()}
+    files = {j.name: CaseFiles(j.gt_path, j.pred_path, j.ct_path) for j in jobs}
+    write_html_report(path, summary, results, sentences=sentences, files=files, settings=settings)
+
+
 def run(args: argparse.Namespace) -> int:
+    from rexground.output_paths import HTML_SUFFIXES, JSON_SUFFIXES, output_file
+    from rexground.preconditions import require_ground_truth
+
+    output_file(args.out, JSON_SUFFIXES, "--out", example="metrics.json")
+    if args.html:
+        output_file(args.html, HTML_SUFFIXES, "--html", example="report.html")
     dataset = load_dataset(args.dataset)
     split = pick_split(dataset, args.split)
     entries = dataset.split(split)
@@ -137,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise RexgroundError(f"--workers must be at least 1, got {args.workers}")
     jobs = build_jobs(entries, args.gt_dir, args.pred_dir, args.ct_dir, args.global_only)
+    require_ground_truth(args.gt_dir, [job.gt_path for job in jobs])
+    if args.ct_dir is not None and not args.ct_dir.is_dir():
+        raise InputFileError(args.ct_dir, "CT folder does not exist")
     expected = {e.name for e in entries}
     extra = sorted(p.name for p in args.pred_dir.iterdir() if p.is_file() and p.name not in expected)
     results = run_jobs(jobs, args.workers, progress=not args.quiet)
@@ -163,4 +184,7 @@ def run(args: argparse.Namespace) -> int:
     for item in document["errors"]:
         print(f"error: {item['name']}: {item['error']}", file=sys.stderr)
     print(f"wrote {args.out}")
+    if args.html:
+        write_report(args.html, summary, results, entries, jobs, settings)
+        print(f"wrote {args.html}")
     return 1 if document["errors"] else 0

@@ -20,10 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rexground.output_paths import output_folder
     from rexground.synth.writer import write_dataset
 
     if args.cases < 1:
         raise SystemExit("rexground synth: error: --cases must be at least 1")
+    output_folder(args.out, "--out")
     path = write_dataset(args.out, args.cases, args.seed, size=args.size, workers=max(1, args.workers))
     print(f"wrote {args.cases} phantom cases; dataset: {path}")
     return 0
