@@ -68,8 +68,8 @@ _NEGATIVE_OR_NORMAL = re.compile(
     re.IGNORECASE,
 )
 _INTERPRETIVE = re.compile(
-    r"^\W*(?:it|this|these|that|there (?:are|is) frequently|the (?:findings?|appearances?|outlook|described|"
-    r"lesions?|patient|case)|findings?|appearances?|radiological|imaging|clinical|other|in terms|in the "
+    r"^\W*(?:it|its|this|these|that|there (?:are|is) frequently|the (?:findings?|appearances?|outlook|described|"
+    r"lesions?|patient|case|radiological|imaging)|findings?|appearances?|radiological|imaging|clinical|other|in terms|in the "
     r"differential|post treatment|post-treatment|posttreatment|close|note|however|therefore|first of all|"
     r"primarily|as far as|bacteria\w*|infective|infectious|shooting|when)\b"
     r"|\brecommend\w*|\bdescribed (?:findings?|appearances?|lesions?|manifestations?)|\betiology\b"
