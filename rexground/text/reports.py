@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +67,10 @@ _NEGATIVE_OR_NORMAL = re.compile(
     re.IGNORECASE,
 )
 _INTERPRETIVE = re.compile(
-    r"^\W*(?:it|its|this|these|that|there (?:are|is) frequently|the (?:findings?|appearances?|outlook|described|"
-    r"lesions?|patient|case|radiological|imaging)|findings?|appearances?|radiological|imaging|clinical|other|in terms|in the "
-    r"differential|post treatment|post-treatment|posttreatment|close|note|however|therefore|first of all|"
-    r"primarily|as far as|bacteria\w*|infective|infectious|shooting|when)\b"
+    r"^\W*(?:it|its|this|these|that|there (?:are|is) frequently|the (?:findings?|appearances?|outlook|"
+    r"described|lesions?|patient|case|radiological|imaging)|findings?|appearances?|radiological|imaging|"
+    r"clinical|other|in terms|in the differential|post treatment|post-treatment|posttreatment|close|note|"
+    r"however|therefore|first of all|primarily|as far as|bacteria\w*|infective|infectious|shooting|when)\b"
     r"|\brecommend\w*|\bdescribed (?:findings?|appearances?|lesions?|manifestations?)|\betiology\b"
     r"|\bsimilar (?:appearances?|findings?|changes?|views?)|\bsame (?:appearances?|findings?)",
     re.IGNORECASE,
@@ -138,9 +137,8 @@ def read_report_sentences(path: str | Path) -> list[ReportSentence]:
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "no such file")
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # one report is one field; some run to many kB
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
+        with path.open(encoding="utf-8-sig", newline="") as fh:  # a spreadsheet's byte-order mark is fine
             reader = csv.DictReader(fh)
             columns = reader.fieldnames or []
             missing = [c for c in REPORT_TEXT_COLUMNS if c not in columns]

@@ -129,12 +129,14 @@ W = r"(?:[a-z]+ )"  # one word and its space, for "up to n words between" gaps
 # "thickening", "thickened", "thickness increase", "thick": report language says all four
 THICK = r"(?:thicken\w*|thickness(?:es)?(?: increase\w*)?|thick\b)"
 _BRONCHUS = r"(?:bronch(?:us|i|ial|ioles?|iolar)\w*)"
+_SHUT = r"(?:occlu\w*|obstruct\w*|obliterat\w*|narrow\w*|stenos\w*|stenotic|cut off)"  # of an airway
 
 # fmt: off
 CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     # 1a bronchial wall thickening: the wall of the airway, not the lumen
     (r"(?:peri)?bronch(?:ial|iolar)? (?:wall |sheath |interstitial |diffuse )?" + THICK, "1a", 3),
-    (r"(?:increase\w* (?:in |of )?(?:the )?)?" + THICK + r" (?:of |in )?(?:the )?(?:peri)?bronch\w* ?(?:walls?|sheath)?", "1a", 3),
+    (r"(?:increase\w* (?:in |of )?(?:the )?)?" + THICK
+     + r" (?:of |in )?(?:the )?(?:peri)?bronch\w* ?(?:walls?|sheath)?", "1a", 3),
     (r"peribronchial cuffing|thick walled bronch\w*", "1a", 3),
     (r"bronchial wall (?:thickness|prominence)", "1a", 3),
     (r"bronchitis", "1a", 2),
@@ -150,7 +152,8 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     # 1d septal thickening and reticulation (the interstitium drawn as lines)
     (r"(?:(?:interlobular|interlobar|intralobular|smooth|nodular|irregular) )?(?:inter)?septal (?:" + THICK + r"|lines?)", "1d", 3),
     (THICK + r" (?:of |in )?(?:the )?(?:interlobular |interlobar )?(?:inter)?sept\w*", "1d", 3),
-    (r"(?:interlobular|intralobular) sept\w*|interlobular (?:and interlobar )?" + THICK + r"|interlobar and interlobular " + THICK, "1d", 3),
+    (r"(?:interlobular|intralobular) sept\w*|interlobular (?:and interlobar )?" + THICK
+     + r"|interlobar and interlobular " + THICK, "1d", 3),
     (r"reticulation|reticular (?:pattern|opacit\w+|changes?|densit\w+|markings?|thickening)|reticulated", "1d", 3),
     (r"reticulonodular|reticular", "1d", 2),
     (r"kerley", "1d", 3),
@@ -238,10 +241,11 @@ CATEGORY_TERMS: tuple[tuple[str, str, int], ...] = (
     (r"blebs?", "2h", 3),  # a focal subpleural air pocket; bullae (bullous emphysema) stay 1c
     (r"(?:architectural|structural|parenchymal) distortion|destroyed lung|lung destruction", "2h", 3),
     (r"bronchocele|mucoid impaction|mucus plug\w*|mucous plug\w*|impacted bronch\w*", "2h", 3),
-    (r"(?:mucus|mucous|mucoid|intrabronchial|endobronchial) (?:densit\w+|secretion\w*|impaction|filling|material)|secretion\w*|secretory", "2h", 3),
+    (r"(?:mucus|mucous|mucoid|intrabronchial|endobronchial) (?:densit\w+|secretion\w*|impaction|filling|material)|"
+     r"secretion\w*|secretory", "2h", 3),
     # an airway that is shut or narrowed: "occluded bronchus", "the lower lobe bronchus is obliterated"
-    (r"(?:occlu\w*|obstruct\w*|obliterat\w*|narrow\w*|stenos\w*|stenotic|cut off) (?:of |in )?(?:the )?" + W + r"{0,3}" + _BRONCHUS, "2h", 3),
-    (_BRONCHUS + r" " + W + r"{0,2}(?:is |are |was |were )?(?:occlu\w*|obstruct\w*|obliterat\w*|narrow\w*|stenos\w*|cut off)", "2h", 3),
+    (_SHUT + r" (?:of |in )?(?:the )?" + W + r"{0,3}" + _BRONCHUS, "2h", 3),
+    (_BRONCHUS + r" " + W + r"{0,2}(?:is |are |was |were )?" + _SHUT, "2h", 3),
     (r"abscess\w*|pneumatocele\w*|infarct\w*|hematoma|contusion|fistula\w*|sequestration|aspergilloma|mycetoma", "2h", 3),
     (r"pericardial effusion", "2h", 3),
     (r"calcificat\w*|lucenc\w*", "2h", 2),
