@@ -163,7 +163,7 @@ def score_scan(entry, jobs: list[Job], input_path: Path, seg_dir: Path):
             warnings.append(f"job {job.pk}: no mask in its output; its findings score as empty predictions")
             continue
         try:
-            raw, image = read_image_raw(path)
+            raw, header = read_image_raw(path)
         except RexgroundError as exc:
             return CaseResult(name=entry.name, status="error", error=f"job {job.pk}: {exc}")
         channels = as_channels(raw, f"job {job.pk} mask")
@@ -174,7 +174,7 @@ def score_scan(entry, jobs: list[Job], input_path: Path, seg_dir: Path):
                 error=f"job {job.pk}: mask {path.name} has shape {channels.shape}; expected "
                 f"({len(texts)}, *{gt.shape[1:]}) for its {len(texts)} finding(s)",
             )
-        spacing = tuple(float(s) for s in image.GetSpacing()[:3])
+        spacing = header.spacing[:3]
         for text, channel in zip(texts, channels, strict=True):
             c = channel_of.get(_norm(text))
             if c is None:

@@ -210,8 +210,8 @@ def read_ct_header(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...]
     if path.is_dir():
         from rexground.io import read_image_raw
 
-        _, image = read_image_raw(path)
-        return tuple(image.GetSize()), tuple(float(s) for s in image.GetSpacing())
+        _, header = read_image_raw(path)
+        return header.size, header.spacing
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
