@@ -359,15 +359,21 @@ def read_image_raw(path: str | Path) -> tuple[np.ndarray, ImageHeader]:
     return _read_raw(Path(path))
 
 
-def read_mask_raw(path: str | Path) -> np.ndarray:
-    """A mask (3D, or (F, H, W, D) for submissions and challenge labels) in raw order, exactly as stored, after
-    checking the file's integrity. A mask with NaN or infinite values is refused."""
+def read_mask(path: str | Path) -> tuple[np.ndarray, ImageHeader]:
+    """A mask (3D, (F, H, W, D) for submissions and challenge labels, or F components per voxel) in raw order,
+    exactly as stored, with its header, after checking the file's integrity. A mask with NaN or infinite
+    values is refused."""
     path = Path(path)
-    raw, _ = _read_raw(path)
+    raw, header = _read_raw(path)
     problem = _non_finite_problem(raw, "a mask must hold finite values")
     if problem:
         raise InputFileError(path, problem)
-    return raw
+    return raw, header
+
+
+def read_mask_raw(path: str | Path) -> np.ndarray:
+    """:func:`read_mask` without the header."""
+    return read_mask(path)[0]
 
 
 # errno values that can only mean the output side failed (caught inside ``atomic_path`` blocks, which also
