@@ -1,7 +1,7 @@
 """Fault tests of the batch route: break ``rexground predict`` and ``rexground evaluate`` the ways real runs break
 and print, per fault, what was done, what the program did, its exit status and the bytes of good output lost.
 
-    python bench/bench_faults.py [--cases 8] [--container TAG] [--large]
+    python bench/bench_faults.py [--cases 8] [--container TAG] [--large] [--keep]
 
 Everything runs the real commands in subprocesses (``python -m rexground.cli``, zero-shot engine) on phantoms
 (``rexground.synth``, the ``train`` split: scans with masks). First an uninterrupted reference run writes the
@@ -95,6 +95,10 @@ class Bench:
         self.dataset = write_dataset(self.data, cases, seed=0)
         self.ct_root = self.data / "ct_rate"
         self.names = sorted(e["name"] for e in json.loads(self.dataset.read_text())[SPLIT])
+        if len(self.names) < 3:  # a kill must land between the first and the last scan
+            raise SystemExit(
+                f"--cases {cases} gives {len(self.names)} {SPLIT} scan(s); at least 3 are needed (--cases 7)"
+            )
         self.rows: list[Row] = []
         start = time.monotonic()
         ref = self.predict(work / "reference", "--zip", str(work / "reference.zip"))

@@ -40,9 +40,10 @@ _NIFTI_DTYPES = {
     2: np.uint8, 4: np.int16, 8: np.int32, 16: np.float32, 64: np.float64, 256: np.int8, 512: np.uint16,
     768: np.uint32, 1024: np.int64, 1280: np.uint64,
 }  # fmt: skip
+# MET_LONG / MET_ULONG are left out: their width follows the writer's platform, so ITK decides.
 _MET_DTYPES = {
     "MET_CHAR": np.int8, "MET_UCHAR": np.uint8, "MET_SHORT": np.int16, "MET_USHORT": np.uint16,
-    "MET_INT": np.int32, "MET_UINT": np.uint32, "MET_LONG": np.int32, "MET_ULONG": np.uint32,
+    "MET_INT": np.int32, "MET_UINT": np.uint32,
     "MET_LONG_LONG": np.int64, "MET_ULONG_LONG": np.uint64, "MET_FLOAT": np.float32, "MET_DOUBLE": np.float64,
 }  # fmt: skip
 _NRRD_DTYPES = {
@@ -270,6 +271,8 @@ def nifti_layout(path: Path, head: bytes) -> NiftiLayout:
         raise InputFileError(path, f"has an invalid NIfTI dim field {list(dim)}")
     if bitpix <= 0 or bitpix % 8:
         raise InputFileError(path, f"has an invalid NIfTI bitpix {bitpix}")
+    if vox_offset == 0:
+        vox_offset = minimum  # old writers leave 0 for "right after the header", as readers take it
     if vox_offset < minimum:
         raise InputFileError(path, f"has an invalid NIfTI vox_offset {vox_offset} (at least {minimum})")
     shape = tuple(int(d) for d in dim[1 : ndim + 1])

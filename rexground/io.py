@@ -167,6 +167,7 @@ def _read_raw(path: Path, uneven_slices: UnevenSlices = "refuse") -> tuple[np.nd
         raw = _raw_from_pixels(pixels, header)
         if raw is not None:
             return raw, header
+        del pixels  # not what ITK makes of the file (rare): ITK reads it, without a second copy held
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:

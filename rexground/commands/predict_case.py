@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 from pathlib import Path
 
 from rexground.engines.select import DEVICES, ENGINE_KINDS, choose_engine
-from rexground.io import atomic_path
+from rexground.io import atomic_path, read_ct
 from rexground.overlay import write_overlay
 from rexground.predictor import Predictor, validate_findings, write_case
 
@@ -40,13 +41,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", type=Path, metavar="RESULTS", help="also write the per-finding record as JSON"
     )
+    parser.add_argument(
+        "--resample-uneven-slices",
+        action="store_true",
+        help="a DICOM series whose slices are unevenly spaced or have gaps is resampled onto even slices "
+        "(with a warning) instead of refused; duplicate slices are always refused",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     findings = validate_findings(args.finding, "--finding")  # before the slow parts
     choice = choose_engine(args.engine, args.model, args.device)
-    case = Predictor(choice.engine, choice.reason).predict_file(args.ct, findings)
+    start = time.perf_counter()
+    ct = read_ct(args.ct, uneven_slices="resample" if args.resample_uneven_slices else "refuse")
+    case = Predictor(choice.engine, choice.reason).predict(
+        ct, findings, seconds_read=time.perf_counter() - start
+    )
     out, layout = write_case(args.out, case, several="channels")
     result = case.result.model_copy(update={"output": str(out), "layout": layout})
     for f in result.findings:
