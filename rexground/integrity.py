@@ -403,7 +403,9 @@ def _metaimage(path: Path, keep: bool) -> Pixels | None:
         if not source.is_file():
             raise InputFileError(path, f"its data file {source.name} does not exist")
     header_size = int(f.get("headersize", "0") or 0)
-    if header_size > 0:
+    if header_size == -1 and not compressed:  # "-1": the data is the last nbytes of the data file
+        start = max(0, source.stat().st_size - nbytes)
+    elif header_size > 0:
         start += header_size
     if not compressed:
         _check_length(path if source == path else source, source.stat().st_size - start, nbytes,
@@ -502,7 +504,12 @@ def verified_pixels(path: str | Path, keep: bool = True) -> Pixels | None:
     name = path.name.lower()
     try:
         if name.endswith(".nii.gz"):
-            return _nifti_gz(path, keep)
+            with path.open("rb") as f:
+                compressed = f.read(2) == b"\x1f\x8b"
+            if compressed:
+                return _nifti_gz(path, keep)
+            _nifti_uncompressed(path)  # a plain NIfTI under a .nii.gz name: ITK reads those too
+            return None
         if name.endswith(".nii"):
             _nifti_uncompressed(path)
         elif name.endswith((".mha", ".mhd")):

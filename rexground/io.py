@@ -1,8 +1,10 @@
 """CT and mask reading and writing that never loses geometry (SimpleITK: NIfTI, MHA, NRRD, DICOM series).
 
 Arrays come out in the canonical (z, y, x) order of :mod:`rexground.geometry`; masks go back in the CT file's
-own geometry (container output) or in its raw array order (challenge submission). Every write is atomic:
-a temporary file beside the target is renamed over it only once it is complete.
+own geometry (container output) or in its raw array order (challenge submission). Every read is checked first
+(:mod:`rexground.integrity`: complete compressed streams, pixel data as long as the header says; here: DICOM
+series without missing, duplicate or uneven slices, no NaN or infinite voxels). Every write is atomic: a
+temporary file beside the target is renamed over it only once it is complete and has passed the same check.
 """
 
 from __future__ import annotations

@@ -110,8 +110,12 @@ def test_multi_member_gzip_and_zero_padding_read_garbage_after_the_stream_is_ref
     refused(path, "holds 5,570,902 of the 5,570,912 bytes its NIfTI header describes")
     path.write_bytes(gzip.compress(raw + b"extra"))
     refused(path, "holds more than the 5,570,912 bytes its NIfTI header describes")
-    path.write_bytes(raw)  # not compressed at all, under a .nii.gz name
-    refused(path, "cannot be read as an image", "not gzip-compressed")
+    path.write_bytes(raw)  # not compressed at all, under a .nii.gz name: read as the plain NIfTI it is
+    assert np.array_equal(read_ct(path).hu, expected)
+    path.write_bytes(raw[:-100])  # ... and checked as one
+    refused(path, "truncated: 5,570,812 of the 5,570,912 bytes its NIfTI header describes")
+    path.write_bytes(b"\x1f\x8b" + raw[2:])  # gzip magic, then no gzip stream
+    refused(path, "corrupt: gzip data error")
 
 
 # --- pixel data exactly as long as the header says, every format -------------------------------------------
