@@ -504,8 +504,8 @@ def verified_pixels(path: str | Path, keep: bool = True) -> Pixels | None:
     name = path.name.lower()
     try:
         if name.endswith(".nii.gz"):
-            with path.open("rb") as f:
-                compressed = f.read(2) == b"\x1f\x8b"
+            with path.open("rb") as f:  # gzip starts 1f 8b; a NIfTI header starts with sizeof_hdr (348, 540)
+                compressed = f.read(1) == b"\x1f"
             if compressed:
                 return _nifti_gz(path, keep)
             _nifti_uncompressed(path)  # a plain NIfTI under a .nii.gz name: ITK reads those too
