@@ -161,7 +161,7 @@ def inflate(
                 data, ended = feed(data)
                 if ended:
                     if kind != "gzip":
-                        if data or (length is None and f.read(1)):
+                        if data or (f.read(1) if length is None else read < length):
                             raise InputFileError(path, f"corrupt: bytes follow the end of its {kind} stream")
                         return out
                     d, started, members = new(), False, members + 1  # another gzip member may follow
