@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -176,7 +177,9 @@ def run() -> int:
         log.info(
             "[%d] %d voxels (%.2f ml) in %.1f s: %s", f.channel, f.voxels, f.volume_ml, f.seconds, f.text
         )
-    log.info("wrote %s and %s in %.1f s", mask_path, OUTPUT_PATH / RESULTS_FILE, time.perf_counter() - start)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+    log.info("wrote %s and %s in %.1f s; peak memory %.2f GB", mask_path, OUTPUT_PATH / RESULTS_FILE,
+             time.perf_counter() - start, peak_gb)  # fmt: skip
     return 0
 
 

@@ -163,7 +163,7 @@ def _phantoms(seeds, split, spec, data, pair_categories=None, paired_fraction=0.
     from rexground.train.anatomy_channels import masks_from_anatomy
     from rexground.train.data import prepare_arrays
 
-    out, pairs = [], []
+    out, pairs, skipped = [], [], 0
     for i, seed in enumerate(seeds):
         cats = _training_categories(int(seed), paired_fraction) if paired_fraction else None
         if pair_categories:
@@ -171,6 +171,9 @@ def _phantoms(seeds, split, spec, data, pair_categories=None, paired_fraction=0.
             other = pair_categories[(i + 1) % len(pair_categories)]
             cats = [c, c, other]
         case = generate_case(int(seed), size="small", categories=cats)
+        if not case.findings:  # nothing could be drawn (e.g. seed 3031): no finding to train on or score
+            skipped += 1
+            continue
         rng = np.random.default_rng(seed)
         if split == "train":  # the training split's protocol: at most 3 instances drawn per finding
             masks = np.stack([f.partial(rng, data.partial_label_cap) for f in case.findings])
@@ -206,6 +209,8 @@ def _phantoms(seeds, split, spec, data, pair_categories=None, paired_fraction=0.
                 fa, fb = case.findings[a], case.findings[b]
                 if fa.category == fb.category and not ((fa.mask_labels > 0) & (fb.mask_labels > 0)).any():
                     pairs.append((len(out) - 1, a, b))
+    if skipped:
+        print(f"{split}: {skipped} of {len(seeds)} phantoms drew no finding and were skipped")
     return out, pairs
 
 

@@ -28,7 +28,7 @@ from rexground.components import label_18
 from rexground.engines.base import Engine, FindingPrediction
 from rexground.errors import FindingTextError
 from rexground.geometry import Geometry
-from rexground.io import CTVolume, atomic_path, read_ct, write_channels, write_mask
+from rexground.io import CTVolume, read_ct, write_channels, write_image, write_mask
 
 # Far beyond any report sentence; guards against a whole report pasted as one finding.
 MAX_FINDING_CHARS = 2000
@@ -206,9 +206,7 @@ def write_vector_mask(path: str | Path, masks_fzyx: np.ndarray, geometry: Geomet
     # SimpleITK's vector array order is (nk, nj, ni, components).
     image = sitk.GetImageFromArray(np.ascontiguousarray(raw.transpose(3, 2, 1, 0)), isVector=True)
     geometry.apply_to(image)
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
-    return path
+    return write_image(image, path)  # atomic, and checked before it gets its name
 
 
 def write_case(path: str | Path, case: CasePrediction, several: str = "channels") -> tuple[Path, str]:

@@ -314,3 +314,31 @@ def test_real_size_case_has_scanner_geometry():
     assert nz * case.spacing_zyx[0] > 250
     for f in case.findings:
         assert (f.mask_labels > 0).any()
+
+
+# A phantom whose planned findings could all not be drawn (seed 3031: its lobes were taken): a normal scan.
+EMPTY_SEED = 3031
+
+
+def test_a_phantom_may_have_no_finding_and_the_writer_skips_it_with_a_count(tmp_path, caplog):
+    import logging
+
+    from rexground.synth.writer import case_seed, write_case
+
+    assert generate_case(EMPTY_SEED, "small").findings == []
+    assert case_seed(0, EMPTY_SEED) == EMPTY_SEED
+    record = write_case(tmp_path, 0, EMPTY_SEED, "small")  # used to crash: np.stack of no channels
+    assert record["entry"] is None and "no finding" in record["skipped"]
+    assert not (tmp_path / "ct_rate").exists() and not (tmp_path / "segmentations").exists()
+    assert write_case(tmp_path, 0, EMPTY_SEED, "small") == record  # a rerun resumes from the record
+    # In a dataset such a case is left out and counted (here its record stands in for case 1 of 3).
+    name = json.loads(next((tmp_path / "entries").iterdir()).read_text())
+    write_dataset(tmp_path / "d", 3, seed=1)
+    entries = tmp_path / "d" / "entries"
+    victim = next(p for p in sorted(entries.iterdir()) if json.loads(p.read_text())["ident"]["index"] == 1)
+    kept = json.loads(victim.read_text())
+    victim.write_text(json.dumps({**kept, "entry": None, "skipped": name["skipped"]}))
+    with caplog.at_level(logging.WARNING):
+        dataset = json.loads(write_dataset(tmp_path / "d", 3, seed=1).read_text())
+    assert sum(len(v) for v in dataset.values()) == 2 and kept["entry"]["name"] not in json.dumps(dataset)
+    assert "1 of 3 phantom cases drew no finding" in caplog.text

@@ -21,6 +21,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "onnx": ("bench_onnx.py", "ONNX vs torch eager, three findings vs one, peak memory for a big CT"),
     "phantoms": ("bench_phantoms.py", "train from scratch on phantoms for M minutes; held-out and prompt-swap Dice"),
     "text": ("bench_text.py", "parser accuracy (confusion matrix), unknown rate on report text (--reports), encoder speed"),
+    "io": ("bench_io.py", "integrity-checked CT read vs the unchecked SimpleITK read (512 x 512 x 600 .nii.gz)"),
+    "faults": ("bench_faults.py", "kill, fill the disk, break the inputs of predict and evaluate: a table"),
 }
 
 

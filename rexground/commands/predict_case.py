@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from rexground.engines.select import DEVICES, ENGINE_KINDS, choose_engine
-from rexground.io import atomic_path
+from rexground.io import atomic_path, read_ct
 from rexground.logs import setup_cli_logging
 from rexground.output_paths import JSON_SUFFIXES, MASK_SUFFIXES, PNG_SUFFIXES, output_file
 from rexground.overlay import write_overlay
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", type=Path, metavar="RESULTS", help="also write the per-finding record as JSON"
     )
+    parser.add_argument(
+        "--resample-uneven-slices",
+        action="store_true",
+        help="a DICOM series whose slices are unevenly spaced or have gaps is resampled onto even slices "
+        "(with a warning) instead of refused; duplicate slices are always refused",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         output_file(args.json, JSON_SUFFIXES, "--json", example="results.json")
     choice = choose_engine(args.engine, args.model, args.device)
-    case = Predictor(choice.engine, choice.reason).predict_file(args.ct, findings)
+    start = time.perf_counter()
+    ct = read_ct(args.ct, uneven_slices="resample" if args.resample_uneven_slices else "refuse")
+    case = Predictor(choice.engine, choice.reason).predict(
+        ct, findings, seconds_read=time.perf_counter() - start
+    )
     out, layout = write_case(args.out, case, several="channels")
     result = case.result.model_copy(update={"output": str(out), "layout": layout})
     for f in result.findings:

@@ -2,8 +2,12 @@
 
 GT and prediction files are matched by the entry's name; predictions are read exactly as stored (raw array
 order) and compared with the GT in that same order. Cases run in worker processes, one case per task, so
-memory stays at about one case (uint8) per worker. Exit status 1 when any case is an error (unreadable
-file, shape mismatch); missing predictions are reported but are not errors.
+memory stays at about one case (uint8) per worker. A case whose file is unreadable, truncated, of the wrong
+shape or holds NaN is refused (an error, not scored); a float or 0/255 prediction is cast to uint8 as the
+official script does, with a warning naming the file. Errors are printed first, then the summary, which
+says how many cases were scored and how many refused. Exit status 1 when any case is refused; when no case
+could be scored there is no summary: metrics.json holds the errors and null metrics, and the exit status is
+1. Missing predictions are reported but are not errors.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from rexground.dataset import Dataset, DatasetEntry, load_dataset, mask_path, re
 from rexground.errors import InputFileError, RexgroundError
 from rexground.metrics.aggregate import aggregate
 from rexground.metrics.cases import evaluate_files
-from rexground.metrics.report import format_summary, metrics_document, write_metrics_json
+from rexground.metrics.report import format_problems, format_summary, metrics_document, write_metrics_json
 from rexground.metrics.results import CaseResult
 
 
@@ -162,16 +166,18 @@ def run(args: argparse.Namespace) -> int:
     extra = sorted(p.name for p in args.pred_dir.iterdir() if p.is_file() and p.name not in expected)
     results = run_jobs(jobs, args.workers, progress=not args.quiet)
     summary = aggregate(results, missing=args.missing, global_only=args.global_only)
+    scored = summary.n_cases > 0
     settings = {
         "dataset": str(args.dataset), "split": split, "gt_dir": str(args.gt_dir), "pred_dir": str(args.pred_dir),
         "ct_dir": str(args.ct_dir) if args.ct_dir else None, "global_only": args.global_only,
         "missing": args.missing,
     }  # fmt: skip
-    document = metrics_document(summary, results, settings=settings, extra_predictions=extra)
-    write_metrics_json(args.out, document)
-    print(format_summary(summary))
-    for item in document["warnings"][:10]:
-        print(f"warning: {item['name']}: {item['warning']}", file=sys.stderr)
+    document = metrics_document(
+        summary if scored else None, results, settings=settings, extra_predictions=extra
+    )
+    # Errors first: a refused case is never hidden behind a summary.
+    for line in format_problems(results):
+        print(line, file=sys.stderr)
     if document["missing"]:
         shown = ", ".join(document["missing"][:5]) + (" ..." if len(document["missing"]) > 5 else "")
         policy = "scored 0" if args.missing == "zero" else "dropped"
@@ -181,8 +187,14 @@ def run(args: argparse.Namespace) -> int:
             f"prediction files not in the dataset split ({len(extra)}): {', '.join(extra[:5])}",
             file=sys.stderr,
         )
-    for item in document["errors"]:
-        print(f"error: {item['name']}: {item['error']}", file=sys.stderr)
+    sys.stderr.flush()
+    write_metrics_json(args.out, document)
+    counts = document["counts"]
+    if not scored:
+        print(f"no case could be scored: {counts['refused']} refused, {counts['missing']} missing of "
+              f"{counts['cases']}; {args.out} holds the errors and no metrics")  # fmt: skip
+        return 1
+    print(format_summary(summary))
     print(f"wrote {args.out}")
     if args.html:
         write_report(args.html, summary, results, entries, jobs, settings)

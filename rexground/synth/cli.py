@@ -25,7 +25,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.cases < 1:
         raise SystemExit("rexground synth: error: --cases must be at least 1")
+    import json
+
+    from rexground.logs import setup_cli_logging
+
     output_folder(args.out, "--out")
+    setup_cli_logging()
     path = write_dataset(args.out, args.cases, args.seed, size=args.size, workers=max(1, args.workers))
-    print(f"wrote {args.cases} phantom cases; dataset: {path}")
+    written = sum(len(entries) for entries in json.loads(path.read_text()).values())
+    skipped = f" ({args.cases - written} drew no finding: skipped)" if written < args.cases else ""
+    print(f"wrote {written} of {args.cases} phantom cases{skipped}; dataset: {path}")
     return 0

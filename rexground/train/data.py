@@ -499,7 +499,9 @@ def prepare_split(
 ) -> list[Path]:
     """Prepare (and cache) the scans of ``split``; this rank prepares every ``world_size``-th one. Returns the
     cache folders of *all* the split's scans (valid once every rank has finished: call a barrier)."""
-    from rexground.dataset import load_dataset, load_entry_masks, resolve_ct
+    import logging
+
+    from rexground.dataset import load_dataset, load_entry_masks, resolve_ct, split_by_findings
     from rexground.errors import InputFileError
     from rexground.io import read_ct
 
@@ -508,7 +510,11 @@ def prepare_split(
     if not dataset_json.is_file():
         raise InputFileError(data_dir, "holds no dataset.json (expected a ReXGroundingCT-format folder)")
     ct_root = Path(ct_root) if ct_root is not None else default_ct_root(data_dir)
-    entries = list(load_dataset(dataset_json).split(split))[:limit]
+    entries, no_findings = split_by_findings(list(load_dataset(dataset_json).split(split))[:limit])
+    if no_findings and rank == 0:  # nothing to train on or to validate: skipped, counted
+        logging.getLogger(__name__).warning(
+            "prepare %s: %d scan(s) without findings skipped (e.g. %s)", split, len(no_findings), no_findings[0].name
+        )
     base = Path(cache_root) / spec_cache_key(spec, data) / split
     folders = [base / Path(e.name).name.split(".")[0] for e in entries]
     mine = [(e, f) for i, (e, f) in enumerate(zip(entries, folders, strict=True)) if i % world_size == rank]
