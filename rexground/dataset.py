@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -278,7 +277,3 @@ def load_entry_masks(
     if problems:
         raise InputFileError(path, "; ".join(problems))
     return masks
-
-
-def iter_entries(dataset: Dataset, split: str) -> Iterator[DatasetEntry]:
-    yield from dataset.split(split)
