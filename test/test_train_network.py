@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rexground.errors import InputFileError  # noqa: E402
-from rexground.train.anatomy_channels import SIDE_AND_LOBE_CHANNELS  # noqa: E402
+from rexground.infer.channels import SIDE_AND_LOBE_CHANNELS  # noqa: E402
 from rexground.train.config import NetConfig, TrainConfig, load_config  # noqa: E402
 from rexground.train.network import (  # noqa: E402
     DecoderGraph,

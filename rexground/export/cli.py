@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rexground.onnx_export import export_run
+    from rexground.export.package import export_run
 
     manifest = export_run(
         args.run, args.out, which=args.checkpoint, text_encoder_dir=args.text_encoder,
