@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-from rexground.engines.select import DEVICES, ENGINE_KINDS, choose_engine
-from rexground.io import atomic_path
+from rexground.engines.select import DEVICES, ENGINE_KINDS, TILE_STEP_HELP, choose_engine, parse_tile_step
 from rexground.overlay import write_overlay
-from rexground.predictor import Predictor, validate_findings, write_case
+from rexground.predictor import Predictor, validate_findings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", type=Path, metavar="DIR", help="model package folder (network engine)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="network engine device")
+    parser.add_argument("--tile-step", type=parse_tile_step, metavar="FRACTION", help=TILE_STEP_HELP)
     parser.add_argument(
         "--png", type=Path, metavar="OVERLAY", help="also write an axial/coronal/sagittal overlay"
     )
@@ -45,21 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     findings = validate_findings(args.finding, "--finding")  # before the slow parts
-    choice = choose_engine(args.engine, args.model, args.device)
+    choice = choose_engine(args.engine, args.model, args.device, tile_step=args.tile_step)
     case = Predictor(choice.engine, choice.reason).predict_file(args.ct, findings)
-    out, layout = write_case(args.out, case, several="channels")
-    result = case.result.model_copy(update={"output": str(out), "layout": layout})
-    for f in result.findings:
+    record = case.write(args.out, several="channels", results_path=args.json)
+    for f in record.findings:
         print(f"  [{f.channel}] {f.voxels} voxels, {f.volume_ml:.2f} ml, {f.components} part(s): {f.text}")
     print(
-        f"mask written: {out}  ({layout}, CT read in {result.seconds_read:.1f} s, predicted in "
-        f"{result.seconds_predict:.1f} s)"
+        f"mask written: {record.output}  ({record.layout}, CT read in {record.seconds_read:.1f} s, predicted in "
+        f"{record.seconds_predict:.1f} s)"
     )
+    if args.json:
+        print(f"results written: {args.json}")
     if args.png:
         write_overlay(args.png, case.ct.hu, case.masks(), case.ct.spacing_zyx, findings)
         print(f"overlay written: {args.png}")
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
-        print(f"results written: {args.json}")
     return 0
