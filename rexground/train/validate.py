@@ -73,7 +73,9 @@ def validate(
     device: torch.device | str = "cpu",
     amp_dtype: torch.dtype | None = None,
 ) -> dict:
-    """Per-case Dice (the leaderboard number), per-finding Dice and hit rate over ``cases``."""
+    """Per-case Dice (the leaderboard number), per-finding Dice and hit rate over ``cases``, and per case
+    each finding's Dice and predicted voxels (after the official component filter), as
+    ``rexground evaluate`` reports them."""
     was_training = net.training
     net.eval()
     results = []
@@ -93,4 +95,7 @@ def validate(
         "hit_rate": float(np.mean([f.hit for r in results for f in r.findings])),
         "n_cases": len(results),
         "per_case": {r.name: r.mean_dice for r in results},
+        "per_finding": {
+            r.name: [{"dice": f.dice, "pred_voxels": f.pred_voxels} for f in r.findings] for r in results
+        },
     }
