@@ -133,6 +133,22 @@ def test_config_errors_name_the_file_and_field(tmp_path):
         load_config(bad)
 
 
+def test_the_sliding_window_step_has_one_name_and_old_configs_still_read(tmp_path):
+    net = {"preset": "tiny", "query_dim": QDIM}
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"net": net, "tile_step": 0.75}))
+    assert load_config(cfg).tile_step == 0.75
+    cfg.write_text(json.dumps({"net": net, "val_overlap": 0.25}))  # a config or checkpoint of before
+    loaded = load_config(cfg)
+    assert loaded.tile_step == 0.75 and "val_overlap" not in loaded.model_dump()
+    cfg.write_text(json.dumps({"net": net, "val_overlap": 0.25, "tile_step": 0.5}))
+    with pytest.raises(InputFileError, match="tile_step only"):
+        load_config(cfg)
+    cfg.write_text(json.dumps({"net": net, "tile_step": 0.0}))
+    with pytest.raises(InputFileError, match="tile_step"):
+        load_config(cfg)
+
+
 def test_every_parameter_gets_a_gradient_in_training():
     # DistributedDataParallel stalls on parameters that never receive a gradient.
     for kw in ({}, {"deep_supervision": 0}, {"deep_supervision": 1}):

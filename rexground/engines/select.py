@@ -59,7 +59,9 @@ def _refuse_mispacked(mounted: Path) -> None:
     if not mounted.is_dir():
         return
     # The repository's model/ folder carries a README.md and a .gitignore before any export: not an upload.
-    present = sorted(p.name for p in mounted.iterdir() if not p.name.startswith(".") and p.name != "README.md")
+    present = sorted(
+        p.name for p in mounted.iterdir() if not p.name.startswith(".") and p.name != "README.md"
+    )
     if not present:
         return
     nested = sorted(mounted.glob(f"*/{MANIFEST_NAME}"))
@@ -114,7 +116,9 @@ def choose_engine(
     elif given is not None:
         if not given.is_dir():
             raise ModelPackageError(f"{given}: model package folder does not exist")
-        choice = EngineChoice(_network(given, device, tile_step), "network", f"model package given: {given}", given)
+        choice = EngineChoice(
+            _network(given, device, tile_step), "network", f"model package given: {given}", given
+        )
     elif is_model_package(mounted):
         choice = EngineChoice(
             _network(mounted, device, tile_step), "network", f"model package found at {mounted}", mounted

@@ -21,6 +21,7 @@ from rexground.infer.onnx_session import CpuOrtBackend, make_session
 from rexground.infer.package import ModelPackage, Parity
 from rexground.infer.preprocess import prepare
 from rexground.infer.scan import run_network
+from rexground.text.parser import parse_finding
 from rexground.train.tile_backend import TorchTileBackend
 
 # Parity gates: (max abs logit difference, largest fraction of mask voxels allowed to differ).
@@ -134,8 +135,6 @@ def check_parity(
     union = 0
     findings = 0
     for scan in scans:
-        from rexground.text.parser import parse_finding
-
         cond = conditioner.conditions([parse_finding(t) for t in scan.findings])
         results = []
         for backend in (torch_backend, ort_backend):
