@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("rexground.synth.cli", "generate phantom CTs, masks and a ReXGroundingCT-format dataset"),
     "parse": ("rexground.text.cli", "parse finding sentences into structured queries (JSON lines)"),
     "train": ("rexground.train.cli", "train the text-conditioned network (torch; torchrun for multi-GPU)"),
-    "export": ("rexground.export_cli", "export a training run to an ONNX model package"),
+    "export": ("rexground.export.cli", "export a training run to an ONNX model package"),
     "bench": ("rexground.commands.bench", "run a benchmark and print its table"),
 }
 

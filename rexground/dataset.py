@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rexground.categories import CATEGORY_CODES
 from rexground.errors import InputFileError
-from rexground.text.query import CATEGORY_CODES
 
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "train": ("train", "training"),
@@ -289,6 +289,3 @@ def split_by_findings(
     entries = list(entries)
     return [e for e in entries if e.findings], [e for e in entries if not e.findings]
 
-
-def iter_entries(dataset: Dataset, split: str) -> Iterator[DatasetEntry]:
-    yield from dataset.split(split)

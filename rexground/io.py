@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import re
@@ -496,6 +497,51 @@ def write_channels(path: str | Path, masks_fzyx: np.ndarray, geometry: Geometry,
         )
     data = _as_binary_uint8(masks_fzyx) if binary else masks_fzyx.astype(np.uint8)
     _write_image(image_from_raw_array(geometry.to_raw(data)), path)
+    return path
+
+
+def write_vector_mask(path: str | Path, masks_fzyx: np.ndarray, geometry: Geometry) -> Path:
+    """(F, z, y, x) masks as one 3D image with F uint8 components per voxel and the CT's geometry (MHA/NRRD
+    keep both): the container's ``output.mha``. Read back with ``read_mask_raw`` it is (F, ni, nj, nk),
+    like the submission layout."""
+    path = Path(path)
+    masks_fzyx = np.asarray(masks_fzyx)
+    if masks_fzyx.ndim != 4 or masks_fzyx.shape[1:] != geometry.canonical_shape:
+        raise ValueError(f"{path}: masks shape {masks_fzyx.shape} is not (F, *{geometry.canonical_shape})")
+    raw = geometry.to_raw(_as_binary_uint8(masks_fzyx))  # (F, ni, nj, nk)
+    # SimpleITK's vector array order is (nk, nj, ni, components).
+    image = sitk.GetImageFromArray(np.ascontiguousarray(raw.transpose(3, 2, 1, 0)), isVector=True)
+    _write_image(geometry.apply_to(image), path)
+    return path
+
+
+# Output layouts of several findings' masks (one finding is always a 3D mask with the CT's geometry).
+SEVERAL_LAYOUTS = {"channels": "channels-first-raw", "vector": "vector-components"}
+SINGLE_LAYOUT = "mask-3d"
+
+
+def write_masks(
+    path: str | Path, masks_fzyx: np.ndarray, geometry: Geometry, several: str = "channels"
+) -> tuple[Path, str]:
+    """Write the (F, z, y, x) masks of one CT's findings; returns the path and the layout name written.
+
+    One finding: a 3D mask with the CT's own geometry (``write_mask``). Several: ``several="channels"``,
+    the (F, ni, nj, nk) submission layout (``write_channels``), or ``"vector"``, F components per voxel with
+    the CT's geometry (``write_vector_mask``, the container's output)."""
+    masks_fzyx = np.asarray(masks_fzyx)
+    if several not in SEVERAL_LAYOUTS:
+        raise ValueError(f"unknown layout {several!r} for several findings ({' | '.join(SEVERAL_LAYOUTS)})")
+    if masks_fzyx.ndim == 4 and len(masks_fzyx) == 1:
+        return write_mask(path, masks_fzyx[0], geometry), SINGLE_LAYOUT
+    writer = write_channels if several == "channels" else write_vector_mask
+    return writer(path, masks_fzyx, geometry), SEVERAL_LAYOUTS[several]
+
+
+def write_json(path: str | Path, document: object) -> Path:
+    """Write a JSON document (indented, newline-terminated) atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return path
 
 

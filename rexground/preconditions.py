@@ -42,14 +42,10 @@ def _export_hint(folder: Path) -> str:
 
 
 def _load_text_encoder_exporter() -> Callable[..., object]:
-    """``export(source, out_dir)`` of the repository's ``export/text_encoder.py`` (its public entry point)."""
-    script = REPO_ROOT / "export" / "text_encoder.py"
-    if not script.is_file():
-        raise PreconditionError(f"{script}: the encoder export script is missing (run from a checkout)")
-    spec = importlib.util.spec_from_file_location("rexground_export_text_encoder", script)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.export
+    """``export(source, out_dir)`` of ``rexground.export.text_encoder`` (torch; imported only when needed)."""
+    from rexground.export.text_encoder import export
+
+    return export
 
 
 def text_encoder_ready(folder: Path) -> bool:
@@ -96,7 +92,7 @@ def ensure_text_encoder(folder: str | Path | None = None, say: Callable[[str], N
 
 def require_model_package(folder: Path) -> None:
     """A model package given with ``--model`` loads and passes its hash check, before any scan is read."""
-    from rexground.model_package import load_package
+    from rexground.infer.package import load_package
 
     if not folder.is_dir():
         raise PreconditionError(f"--model {folder}: model package folder does not exist")

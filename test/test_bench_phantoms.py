@@ -32,7 +32,7 @@ def test_bench_phantoms_trains_scores_and_prints_the_table(tmp_path):
     # The saved network is scored again without training, with two thresholds and another tiling.
     again = [
         *cmd[:2], "--eval-only", str(tmp_path / "b"), "--val-cases", "2", "--threads", "1", "--threshold", "0.4",
-        "0.3", "--eval-step", "1.0",
+        "0.3", "--tile-step", "1.0",
     ]  # fmt: skip
     done = subprocess.run(again, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]

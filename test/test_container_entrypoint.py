@@ -72,7 +72,8 @@ def test_one_finding_gives_a_3d_mask_with_geometry_and_results(monkeypatch, tmp_
     assert results["engine"] == "bright" and "zero-shot engine: no model package" in results["engine_reason"]
     (f,) = results["findings"]
     assert f["text"] == "Nodule in the right upper lobe." and f["voxels"] == int((raw > 100).sum())
-    assert f["query"] == {"category": "2d"} and f["seconds"] >= 0
+    assert f["query"]["category"] == "2d" and f["query"]["lobes"] == ["RUL"] and f["seconds"] >= 0
+    assert results["layout"] == "mask-3d" and "volume_ml" not in f["info"]  # one volume per finding
     expect = compare_output.Expected(n_findings=1)
     checks = compare_output.check(expect, tmp_path, input_dir, out, rc, "")
     assert all(ok for ok, _ in checks), checks
@@ -88,6 +89,7 @@ def test_a_list_gives_one_component_per_finding(monkeypatch, tmp_path, bright):
     np.testing.assert_array_equal(got[0], raw > 100)
     np.testing.assert_array_equal(got[1], raw > 150)
     assert bright.calls == [["Nodule.", "Another nodule."]]
+    assert json.loads((out / "results.json").read_text())["layout"] == "vector-components"
     checks = compare_output.check(compare_output.Expected(n_findings=2), tmp_path, input_dir, out, rc, "")
     assert all(ok for ok, _ in checks), checks
 

@@ -12,18 +12,17 @@ torch = pytest.importorskip("torch")
 
 from rexground.cli import main as cli_main  # noqa: E402
 from rexground.errors import RexgroundError  # noqa: E402
-from rexground.infer.onnx_session import Conditions, CpuOrtBackend, make_session  # noqa: E402
+from rexground.export import ExportError  # noqa: E402
+from rexground.export.graphs import KEEP_FP32_OPS  # noqa: E402
+from rexground.export.package import export_network  # noqa: E402
+from rexground.export.parity import phantom_scans  # noqa: E402
+from rexground.infer.conditions import Conditions  # noqa: E402
+from rexground.infer.onnx_session import CpuOrtBackend, make_session  # noqa: E402
+from rexground.infer.package import load_package  # noqa: E402
 from rexground.infer.sliding_window import predict_logits  # noqa: E402
-from rexground.model_package import load_package  # noqa: E402
-from rexground.onnx_export import (  # noqa: E402
-    KEEP_FP32_OPS,
-    ExportError,
-    TorchTileBackend,
-    export_network,
-    phantom_scans,
-)
 from rexground.train.config import InputSpec, NetConfig, TrainConfig  # noqa: E402
 from rexground.train.network import GroundingNet  # noqa: E402
+from rexground.train.tile_backend import TorchTileBackend  # noqa: E402
 
 PATCH = (16, 16, 16)
 
@@ -180,7 +179,7 @@ def test_cli_exports_a_training_run_folder(tmp_path, capsys):
     assert manifest.source["checkpoint"].endswith("last.pt")
     assert json.loads(manifest.source["config"])["input"]["patch_size_zyx"] == list(PATCH)
     with pytest.raises(RexgroundError):
-        from rexground.onnx_export import export_run
+        from rexground.export.package import export_run
 
         export_run(tmp_path / "nowhere", tmp_path / "model2", allow_test_embedder=True)
 

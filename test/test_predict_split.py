@@ -100,8 +100,8 @@ def test_bad_shard_is_a_usage_error(tmp_path, phantoms, shard):
 
 def test_an_invalid_result_is_not_reported_as_success(tmp_path, phantoms, monkeypatch, capsys):
     class Empty(BrightEngine):
-        def predict(self, ct, findings):
-            out = super().predict(ct, findings)
+        def predict(self, ct, queries):
+            out = super().predict(ct, queries)
             for p in out:
                 p.mask[...] = 0  # an engine bug: empty masks
             return out

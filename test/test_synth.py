@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from rexground.categories import CATEGORY_CODES
 from rexground.io import read_ct, read_mask_raw
 from rexground.synth import PhantomCase, generate_case, write_dataset
 from rexground.synth.anatomy import LEFT_LOBES, LOBE_LABEL, RIGHT_LOBES
 from rexground.synth.case import scanner_quirks
-from rexground.synth.findings import CATEGORY_CODES
+from rexground.synth.findings import GENERATORS
 from rexground.synth.writer import ct_path, scan_name, split_of
-from rexground.text.query import CATEGORY_CODES as QUERY_CODES
 
 # Four cases that together hold all 14 categories (forced), each with its distractors.
 FORCED = [
@@ -37,8 +37,8 @@ def _hu(case: PhantomCase) -> np.ndarray:
     return hu
 
 
-def test_category_codes_match_the_query_model():
-    assert CATEGORY_CODES == QUERY_CODES
+def test_every_challenge_category_has_a_phantom_generator():
+    assert set(GENERATORS) == set(CATEGORY_CODES)
 
 
 def test_same_seed_same_case_and_different_seed_different_case():

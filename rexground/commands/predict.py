@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rexground.dataset import load_dataset, read_ct_header, resolve_ct, split_by_findings
-from rexground.engines.select import DEVICES, ENGINE_KINDS, choose_engine
+from rexground.engines.select import DEVICES, ENGINE_KINDS, TILE_STEP_HELP, choose_engine, parse_tile_step
 from rexground.errors import OutputFileError, RexgroundError
 from rexground.folder_claim import claim_scans, shard_names
 from rexground.io import read_mask_raw, temporary_of
@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=ENGINE_KINDS, default="auto")
     parser.add_argument("--model", type=Path, metavar="DIR", help="model package folder (network engine)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--tile-step", type=parse_tile_step, metavar="FRACTION", help=TILE_STEP_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -108,9 +109,9 @@ def predict_scan(predictor, entry, ct_root: Path, out_dir: Path, resume: bool) -
 _WORKER: dict = {}
 
 
-def _init_worker(kind: str, model: Path | None, device: str) -> None:
+def _init_worker(kind: str, model: Path | None, device: str, tile_step: float | None = None) -> None:
 
-    choice = choose_engine(kind, model, device)
+    choice = choose_engine(kind, model, device, tile_step=tile_step)
     _WORKER["predictor"] = Predictor(choice.engine, choice.reason)
 
 
@@ -131,7 +132,7 @@ def run_scans(args: argparse.Namespace, entries) -> list[ScanOutcome]:
         bar.set_postfix_str(f"{outcome.status} {outcome.name}")
 
     if args.workers <= 1:
-        _init_worker(args.engine, args.model, args.device)
+        _init_worker(args.engine, args.model, args.device, args.tile_step)
         for entry in entries:
             done(_worker_scan(entry, args.ct_root, args.out, args.resume))
             if outcomes[-1].fatal:
@@ -142,7 +143,7 @@ def run_scans(args: argparse.Namespace, entries) -> list[ScanOutcome]:
             max_workers=args.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(args.engine, args.model, args.device),
+            initargs=(args.engine, args.model, args.device, args.tile_step),
         ) as pool:
             futures = [pool.submit(_worker_scan, e, args.ct_root, args.out, args.resume) for e in entries]
             for future in as_completed(futures):

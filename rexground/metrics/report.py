@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rexground.categories import CATEGORY_NAMES
 from rexground.metrics.aggregate import GroupScore, Summary
 from rexground.metrics.results import CaseResult
-from rexground.text.query import CATEGORY_NAMES
 
 _BLOCKS = ("per_category", "focal", "non_focal", "distance")
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +195,3 @@ def write_dataset(
     dataset_path = out_dir / "dataset.json"
     _write_json(dataset_path, dataset)
     return dataset_path
-
-
-def default_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 1) - 1))

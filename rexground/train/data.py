@@ -5,7 +5,8 @@ them as ``.npy`` files that training memory-maps, so 3,000 real scans never need
 ``image.npy`` (C, Z, Y, X) float16, ``labels.npy`` (F, Z, Y, X) uint8 0/1 per finding, ``ignore.npy``
 (F, Z, Y, X) uint8 (see below), ``fg_<f>.npy`` foreground voxel coordinates for biased sampling, and
 ``meta.json``. Scans read from files are cropped to the body box first (as inference crops them); validation
-cases also keep their whole native-grid entity labels (``native_labels.npz``) for the official metrics.
+cases also keep their whole native-grid entity labels (``native_labels.npz``) for the official metrics, and
+their image in float32: it is then exactly the network input inference computes for the CT.
 
 Partial labels. In the training split at most ``partial_label_cap`` (3) instances of a finding were drawn,
 so when a finding has exactly that many instances, other look-alike lesions in the scan may be the same
@@ -41,13 +42,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from rexground.infer.channels import channel_scale
 from rexground.infer.preprocess import air_value, normalise
-from rexground.io import atomic_path, resample_zyx
-from rexground.train.anatomy_channels import channel_scale
+from rexground.io import resample_zyx
 from rexground.train.config import DataConfig, InputSpec
 
 MAX_FG_COORDS = 20_000  # per finding, enough for sampling centres
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: validation images in float32
 
 
 @dataclass
@@ -165,7 +166,9 @@ def prepare_arrays(
             ).astype(np.float32)
             * channel_scale(ch)
         )
-    image = np.stack(channels).astype(np.float16)
+    # Validation cases keep float32: their image is the network input inference computes for the CT
+    # (rexground.infer.preprocess.prepare), so validation scores what the exported package answers.
+    image = np.stack(channels).astype(np.float32 if keep_native_labels else np.float16)
     labels = np.zeros((len(texts), *ct.shape), np.uint8)
     ignore = np.zeros_like(labels)
     any_ignore = False
@@ -289,11 +292,6 @@ def spec_cache_key(spec: InputSpec, data: DataConfig) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=1))
 
 
 # ---- patch sampling ------------------------------------------------------------------------------------
@@ -530,7 +528,7 @@ def prepare_split(
         entities = ct.geometry.to_canonical(masks_raw)
         anatomy = None
         if spec.anatomy_channels:
-            from rexground.train.anatomy_channels import anatomy_prior_masks
+            from rexground.infer.channels import anatomy_prior_masks
 
             anatomy = anatomy_prior_masks(ct, spec.anatomy_channels)
         from rexground.infer.preprocess import body_box

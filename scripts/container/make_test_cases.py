@@ -30,7 +30,7 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from rexground.predictor import write_vector_mask  # noqa: E402
+from rexground.io import write_mask, write_vector_mask  # noqa: E402
 from rexground.synth import generate_case  # noqa: E402
 
 INPUT = REPO / "test" / "input"
@@ -71,8 +71,6 @@ def phantom_case(name: str, seed: int, categories: list[str], suffix: str, as_li
     if as_list:
         write_vector_mask(exp / "reference.mha", truth, case.geometry)
     else:
-        from rexground.io import write_mask
-
         write_mask(exp / "reference.mha", truth[0], case.geometry)
     _expect(
         exp,

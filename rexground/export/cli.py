@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_torch("export")
     output_folder(args.out, "--out")
-    from rexground.onnx_export import export_run
+    from rexground.export.package import export_run
     from rexground.train.checkpoint import read_checkpoint, resolve_checkpoint
 
     text_encoder = args.text_encoder
