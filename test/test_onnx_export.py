@@ -135,12 +135,26 @@ def test_onnx_sliding_window_matches_torch_eager(exported):
     np.testing.assert_allclose(results[0], results[1], atol=1e-4)
 
 
-def test_test_embedder_run_needs_explicit_permission(tmp_path):
+def test_test_embedder_run_needs_explicit_permission(tmp_path, monkeypatch):
+    # No encoder at the default place either (this machine's user cache may hold one).
+    monkeypatch.setenv("REXGROUND_TEXT_ENCODER", str(tmp_path / "no-encoder"))
     with pytest.raises(ExportError, match="allow-test-embedder"):
         export_network(tiny_net(), tiny_config(), tmp_path / "m")
     with pytest.raises(ExportError, match="--text-encoder"):
         export_network(tiny_net(), tiny_config("minilm"), tmp_path / "m")
-    assert not list(tmp_path.iterdir())
+    assert not (tmp_path / "m").exists()
+
+
+def test_export_takes_the_default_sentence_encoder_folder_when_none_is_given(tmp_path, monkeypatch):
+    """Without --text-encoder a MiniLM run's package takes the user's default encoder folder (it was never
+    found before: the lookup asked for a function the encoder module does not have)."""
+    from rexground.export import package
+
+    folder = tmp_path / "encoder"
+    monkeypatch.setenv("REXGROUND_TEXT_ENCODER", str(folder))
+    assert package._default_text_encoder_dir() is None  # absent: the export asks for --text-encoder
+    folder.mkdir()
+    assert package._default_text_encoder_dir() == folder
 
 
 def test_existing_package_is_not_overwritten_without_force(tmp_path):
