@@ -309,7 +309,9 @@ def fault_read_only(b: Bench) -> None:
     resumed, identical = b.resume_zip(out)
     did = (f"{error[:160]}; before any work: {'yes' if 'predicted' not in refused.out else 'NO'}; folder untouched: "
            f"{'yes' if untouched else 'NO'}; writable again, resume: zip identical: {'yes' if identical else 'NO'}")  # fmt: skip
-    ok = refused.rc == 1 and "cannot be written" in error and untouched and identical and resumed.rc == 0
+    # Refused by the output-path check before any work ("cannot write in DIR"), or at the first write.
+    refused_clearly = str(out) in error and ("cannot write in" in error or "cannot be written" in error)
+    ok = refused.rc == 1 and refused_clearly and untouched and identical and resumed.rc == 0
     b.add("predict: read-only output folder", f"{how}, 1 file in it; writable, --resume --zip", did,
           f"{refused.rc}, then {resumed.rc}", b.lost(before, out), ok)  # fmt: skip
 
