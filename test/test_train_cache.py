@@ -50,7 +50,7 @@ def test_every_channel_decodes_to_exactly_the_dense_channel(phantom_anatomy):
 
     case, anat = phantom_anatomy
     # every kind of field (7 masks, the lobe label, zone bits, coordinate levels) over two mask words
-    names = tuple(n for n in ANATOMY_CHANNELS if not n.startswith("zone_")) + ("zone_basal", "zone_posterior")
+    names = (*tuple(n for n in ANATOMY_CHANNELS if not n.startswith("zone_")), "zone_basal", "zone_posterior")
     assert AnatomyCodec.for_channels(names).n_words == 2 + len(COORD_CHANNELS)
     dense = masks_from_anatomy(anat, names)
     encoded = encode_anatomy(anat, names)

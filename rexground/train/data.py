@@ -59,9 +59,9 @@ CT_ENCODINGS = ("hu_int16", "norm_float16")
 class CtEncoding:
     """How the CT channel is stored. ``hu_int16``: HU clipped to the intensity window and rounded (0.5 HU at
     most from the float value; 20% smaller compressed than float16 on real CTs, see ``cache``), normalised
-    per patch exactly as inference normalises. ``norm_float16``: the network value itself in float16, the
-    storage of cache format 2 and of the learning benchmark's in-memory phantoms (so its batches stay bit
-    for bit what they were)."""
+    per patch exactly as inference normalises. ``norm_float16``: the network values in float16, as cache
+    format 2 held them (the anatomy channels are rounded to float16 too, which changes only the coordinate
+    levels): the learning benchmark's in-memory phantoms, so its batches stay bit for bit what they were."""
 
     kind: str
     intensity: IntensityNormalisation
@@ -151,6 +151,8 @@ class PreparedCase:
         self.ct_encoding.decode(crop_pad(self.ct, start, size, self.ct_encoding.pad_value), out=out[0])
         if self.anatomy_codec is not None:
             self.anatomy_codec.decode(crop_pad(self.anatomy, start, size, 0), out=out[1:])
+            if self.ct_encoding.kind == "norm_float16":  # format 2 held every channel in float16
+                out[1:] = out[1:].astype(np.float16)
         return out
 
     @property
