@@ -15,25 +15,13 @@ from rexground.errors import RexgroundError
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 BENCHMARKS: dict[str, tuple[str, str]] = {
-    "evaluate": (
-        "bench_evaluate.py",
-        "rexground evaluate vs a straightforward implementation (speed, identity)",
-    ),
-    "anatomy": (
-        "bench_anatomy.py",
-        "lung Dice vs expert contours (--ts-dir: lobe Dice vs CT-RATE's TotalSegmentator)",
-    ),
+    "evaluate": ("bench_evaluate.py", "rexground evaluate vs a straightforward implementation (speed, identity)"),
+    "anatomy": ("bench_anatomy.py", "lung Dice vs expert contours; --ts-dir: lobe Dice vs CT-RATE TotalSegmentator"),
     "zero-shot": ("bench_zero_shot.py", "zero-shot engine on the real CTs and per-category Dice on phantoms"),
     "onnx": ("bench_onnx.py", "ONNX vs torch eager, three findings vs one, peak memory for a big CT"),
-    "phantoms": (
-        "bench_phantoms.py",
-        "train from scratch on phantoms for M minutes; held-out and prompt-swap Dice",
-    ),
+    "phantoms": ("bench_phantoms.py", "train from scratch on phantoms for M minutes; held-out and prompt-swap Dice"),
     "loader": ("bench_loader.py", "training loader: patches per second per CPU core, bytes read per patch"),
-    "cache": (
-        "bench_cache.py",
-        "training cache at CT-RATE size: MB and build seconds per scan, storage options",
-    ),
+    "cache": ("bench_cache.py", "training cache at CT-RATE size: MB, build seconds per scan, storage options"),
     "text": ("bench_text.py", "parser accuracy on real sentences (confusion matrix), encoder size and speed"),
 }
 
@@ -48,7 +36,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     script = BENCH_DIR / BENCHMARKS[args.name][0]
     if not script.is_file():
-        raise RexgroundError(
-            f"{script}: benchmark script not found (benchmarks run from a checkout of rexground)"
-        )
+        raise RexgroundError(f"{script}: benchmark script not found (benchmarks run from a checkout of rexground)")
     return subprocess.call([sys.executable, str(script), *args.args])
