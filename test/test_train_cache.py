@@ -5,6 +5,7 @@ resumes and skips a corrupt CT."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -265,3 +266,22 @@ def test_train_refuses_a_format_2_cache_with_the_rebuild_command(tmp_path, capsy
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "format 2" in err and "rexground prepare --data DATA --config CONFIG --out CACHE" in err
+
+
+def test_prepare_takes_its_shard_from_the_torchrun_rank(tmp_path, monkeypatch, capsys):
+    from rexground.cli import main
+    from rexground.synth import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(data, 3, seed=4)  # one scan per split
+    cfg = _tiny_config_file(tmp_path)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = ["prepare", "--data", str(data), "--config", str(cfg), "--out", str(tmp_path / "c"), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^shard +1/2$", out, re.M) and "0 in this shard (1 in the split)" in out
+    assert main([*args, "--shard", "0/1"]) == 0  # an explicit --shard wins
+    assert "1 prepared" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*args, "--shard", "2/2"])

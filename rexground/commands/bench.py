@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "phantoms": ("bench_phantoms.py", "train from scratch on phantoms for M minutes; held-out and prompt-swap Dice"),
     "loader": ("bench_loader.py", "training loader: patches per second per CPU core, bytes read per patch"),
     "cache": ("bench_cache.py", "training cache at CT-RATE size: MB, build seconds per scan, storage options"),
+    "step": ("bench_real_step.py", "the real 48.5M network on the CPU: train-step and validation memory, CPU s"),
     "text": ("bench_text.py", "parser accuracy on real sentences (confusion matrix), encoder size and speed"),
 }
 
