@@ -277,7 +277,16 @@ def test_prepare_takes_its_shard_from_the_torchrun_rank(tmp_path, monkeypatch, c
     cfg = _tiny_config_file(tmp_path)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    args = ["prepare", "--data", str(data), "--config", str(cfg), "--out", str(tmp_path / "c"), "--no-progress"]
+    args = [
+        "prepare",
+        "--data",
+        str(data),
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp_path / "c"),
+        "--no-progress",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert re.search(r"^shard +1/2$", out, re.M) and "0 in this shard (1 in the split)" in out
