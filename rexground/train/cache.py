@@ -13,19 +13,20 @@ Layout of ``CACHE/<spec key>/<split>/<scan>/`` (``rexground.train.data.spec_cach
 
 Every ``.b2nd`` file is a blosc2 NDArray (the container nnU-Net v2 uses): 64^3 chunks, 16 x 32 x 32 blocks,
 zstd level 3, byte shuffle for int16 and bit shuffle for uint8, one thread (DataLoader workers parallelise).
-Chosen by measurement on a ``synth --size real`` scan at 1.5 x 1 x 1 mm (243 x 248 x 322, 2-core shared
-machine, CPU time per random 128 x 160 x 160 patch; ``bench/bench_cache.py`` prints the table):
+Chosen by measurement (``rexground bench cache --data DIR``: a ``synth --size real`` scan, 251 x 270 x 357 at
+1.5 x 1 x 1 mm; 2-core shared machine, CPU time per random 128 x 160 x 160 patch, one thread)::
 
     CT storage                      MB    build s   patch ms   MB read/patch
-    int16 blosc2 zstd3 shuffle     16.5     0.24       8.9        5.9
-    int16 blosc2 zstd5 shuffle     16.5     0.56       9.0        5.9
-    int16 blosc2 lz4 shuffle       21.0     0.04       3.6        7.4
-    float16 blosc2 zstd5 shuffle   20.5     1.37       8.8        7.2
-    int16 zarr v3 blosc-zstd5      16.9     0.48      24.8        7.2
-    int16 npz (deflate)            21.3     2.35     250.6       21.3 (whole array per patch)
+    int16 blosc2 zstd3 shuffle     19.1     0.45      10.9        5.6
+    int16 blosc2 zstd5 shuffle     19.0     1.02       9.2        5.6
+    int16 blosc2 lz4 shuffle       25.9     0.09       5.7        7.4
+    float16 blosc2 zstd3 shuffle   20.5     0.75      13.3        5.9
+    int16 zarr v3 blosc-zstd3      20.3     0.47      41.6        7.2
+    int16 npz (deflate)            24.4     3.41     314.4       24.5 (whole array per patch)
+    int16 .npy uncompressed        46.1     0.00       1.1        (memory-mapped)
 
-int16 HU is 20% smaller than float16 network values (on four real CTs too: 6.8-7.8 bits per voxel against
-8.5), zarr reads a patch three times slower, npz has no random access. The anatomy word (0.06 MB) and the
+int16 HU is 7% smaller than float16 network values here and 20% on four real CTs (6.8-7.8 bits per voxel
+against 8.5), zarr reads a patch four times slower, npz has no random access. The anatomy word (0.06 MB) and the
 labels (a few kB) are nearly free once compressed.
 
 The folder is written under a temporary name and renamed when complete, so a killed preparation leaves
