@@ -12,7 +12,7 @@ Outputs (the only places written, besides /tmp):
         uint8 0/1 with the CT's geometry (size, spacing, origin, direction copied). A string finding gives a
         3D mask; a list of F findings gives one image with F components per voxel, component f = finding f
         (read back in raw order it is (F, ni, nj, nk), the challenge's submission layout).
-    /output/results.json    per finding: parsed query, engine, voxel count, volume, timing (CaseResult)
+    /output/results.json    per finding: parsed query, engine, voxel count, volume, timing (CaseRecord)
 
 Exit status 0 on success; 1 with one line naming the file and the problem on bad input (missing or corrupt
 CT, empty or non-string finding, broken model package). Paths can be moved with the environment variables
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -33,8 +34,8 @@ from pydantic import BaseModel, ConfigDict, RootModel, StrictStr, ValidationErro
 
 from rexground.engines.select import choose_engine
 from rexground.errors import FindingTextError, InputFileError, RexgroundError
-from rexground.io import atomic_path, image_suffix, write_mask
-from rexground.predictor import Predictor, validate_findings, write_vector_mask
+from rexground.io import image_suffix
+from rexground.predictor import CasePrediction, Predictor, validate_findings
 
 INPUT_PATH = Path(os.environ.get("GC_INPUT_PATH", "/input"))
 OUTPUT_PATH = Path(os.environ.get("GC_OUTPUT_PATH", "/output"))
@@ -114,8 +115,9 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}"
 
 
-def parse_findings(value: Any, source: Path) -> tuple[list[str], bool]:
-    """The finding sentences and whether the socket held a list (-> one output component per finding)."""
+def parse_findings(value: Any, source: Path) -> list[str]:
+    """The finding sentences of the socket's value: one string, or a list of strings (several findings
+    give one output component each; one finding, alone or in a list, a 3D mask)."""
 
     try:
         findings = FindingSocket.model_validate(value).root
@@ -123,8 +125,7 @@ def parse_findings(value: Any, source: Path) -> tuple[list[str], bool]:
         raise FindingTextError(
             f"{source}: the finding must be a JSON string or a list of strings, got {json.dumps(value)[:200]}"
         ) from exc
-    is_list = not isinstance(findings, str)
-    return validate_findings([findings] if not is_list else list(findings), str(source)), is_list
+    return validate_findings([findings] if isinstance(findings, str) else list(findings), str(source))
 
 
 def find_ct(ct_dir: Path) -> Path:
@@ -138,20 +139,14 @@ def find_ct(ct_dir: Path) -> Path:
     return images[0]
 
 
-def write_outputs(output_path: Path, case, as_list: bool) -> Path:
+def write_outputs(output_path: Path, case: CasePrediction) -> Path:
+    """The mask socket's ``output.mha`` (one finding: a 3D mask; several: one component per finding) and
+    ``results.json``, both world-readable."""
     mask_path = output_path / "images" / MASK_SOCKET / "output.mha"
-    masks = case.masks()
-    if as_list and len(masks) > 1:
-        write_vector_mask(mask_path, masks, case.ct.geometry)
-        layout = f"{len(masks)} components per voxel, component f = finding f"
-    else:
-        write_mask(mask_path, masks[0], case.ct.geometry)
-        layout = "3D mask"
-    result = case.result.model_copy(update={"output": str(mask_path), "layout": layout})
-    with atomic_path(output_path / RESULTS_FILE) as tmp:
-        tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
+    results_path = output_path / RESULTS_FILE
+    case.write(mask_path, several="vector", results_path=results_path)
     # Whoever collects /output is often another uid: make the outputs world-readable whatever the umask.
-    for path in (mask_path, output_path / RESULTS_FILE):
+    for path in (mask_path, results_path):
         path.chmod(0o644)
     return mask_path
 
@@ -162,21 +157,23 @@ def run() -> int:
     start = time.perf_counter()
     try:
         ct_dir, value, source = load_inputs(INPUT_PATH)
-        findings, as_list = parse_findings(value, source)
+        findings = parse_findings(value, source)
         ct_path = find_ct(ct_dir)
         choice = choose_engine(
             "auto", device="auto", default_model_dir=MODEL_PATH, bundled_model_dir=RESOURCES_PATH / "model"
         )
         case = Predictor(choice.engine, choice.reason).predict_file(ct_path, findings)
-        mask_path = write_outputs(OUTPUT_PATH, case, as_list)
+        mask_path = write_outputs(OUTPUT_PATH, case)
     except RexgroundError as exc:
         print(f"inference.py: error: {exc}", file=sys.stderr)
         return 1
-    for f in case.result.findings:
+    for f in case.record.findings:
         log.info(
             "[%d] %d voxels (%.2f ml) in %.1f s: %s", f.channel, f.voxels, f.volume_ml, f.seconds, f.text
         )
-    log.info("wrote %s and %s in %.1f s", mask_path, OUTPUT_PATH / RESULTS_FILE, time.perf_counter() - start)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+    log.info("wrote %s and %s in %.1f s; peak memory %.2f GB", mask_path, OUTPUT_PATH / RESULTS_FILE,
+             time.perf_counter() - start, peak_gb)  # fmt: skip
     return 0
 
 

@@ -74,10 +74,11 @@ def calibrate_bias(net, cfg, positive_fraction: float) -> None:
     the scan a finding covers (a random network leaves everything near its bias), the network's does not."""
     import torch
 
+    from rexground.export.parity import phantom_scans
+    from rexground.infer.conditions import HashingTestEmbedder
+    from rexground.infer.package import IntensityNormalisation
     from rexground.infer.preprocess import prepare
-    from rexground.model_package import IntensityNormalisation
-    from rexground.onnx_export import phantom_scans
-    from rexground.train.text_inputs import HashingTestEmbedder, structure_features
+    from rexground.train.text_inputs import structure_features
 
     patch = cfg.input.patch_size_zyx
     (scan,) = phantom_scans(1, [p * s for p, s in zip(patch, cfg.input.spacing_zyx, strict=True)])
@@ -116,7 +117,7 @@ def build_package(
     out: Path, patch, spacing, preset: str, positive_fraction: float | None = 0.01, net_cfg=None
 ) -> Path:
     """Export the bench network (or ``net_cfg = (net, config)``) to a package at ``out``."""
-    from rexground.onnx_export import export_network
+    from rexground.export.package import export_network
 
     net, cfg = net_cfg or bench_network(patch, spacing, preset, positive_fraction)
     export_network(net, cfg, out, allow_test_embedder=True, fp16=False, n_parity_scans=1, force=True)
@@ -156,9 +157,10 @@ def mac_split(preset: str, patch, in_channels: int, query_dim: int) -> tuple[flo
 def bench_tiles(package_dir: Path, net, batch: int, reps: int) -> dict:
     import torch
 
-    from rexground.infer.onnx_session import Conditions, create_backend
-    from rexground.model_package import load_package
-    from rexground.onnx_export import TorchTileBackend
+    from rexground.infer.conditions import Conditions
+    from rexground.infer.onnx_session import create_backend
+    from rexground.infer.package import load_package
+    from rexground.train.tile_backend import TorchTileBackend
 
     pkg = load_package(package_dir)
     m = pkg.manifest
@@ -259,7 +261,7 @@ def main() -> int:
         net_cfg = bench_network(args.patch, args.spacing, args.preset, args.positive_fraction or None)
         pkg = build_package(Path(tmp) / "model", args.patch, args.spacing, args.preset, net_cfg=net_cfg)
         export_s = time.perf_counter() - t0
-        from rexground.model_package import load_package
+        from rexground.infer.package import load_package
 
         manifest = load_package(pkg).manifest
         enc_macs, dec_macs = mac_split(

@@ -21,13 +21,14 @@ The sentence encoder is the package's MiniLM (installed by the test and train ex
 channels (computed from each phantom's CT by ``rexground.anatomy``, as inference computes them) and the
 network the anatomy gate that lets the sentence pick among them (``--no-anatomy`` for neither; ``--zones``
 adds the zone channels, ``--coords`` the lung coordinate channels; ``--spatial-augment P`` scales and
-rotates a share P of the training patches). The held-out scans are predicted as the inference path predicts
-them (sliding window with half-patch steps and Gaussian weighting, the shared postprocessing). The defaults
+rotates a share P of the training patches). The held-out scans are predicted by the inference path's own route
+(``rexground.train.validate``: sliding window with half-patch steps and Gaussian weighting, logits back onto
+the CT grid, the shared postprocessing), with the torch network as the tile backend. The defaults
 are the configuration reported for issue 6 (30 min here: per-case Dice 0.650, swap Dice 0.047).
 The learning-rate schedule is planned in wall time
 (``rexground.train.loop.train(schedule_minutes=...)``), and steps run under bf16 autocast where the CPU
 supports it (``--amp off`` for fp32). ``--eval-only OUT`` scores the network a run saved with ``--out OUT``
-again without training (e.g. another ``--threshold`` or ``--eval-step``); several thresholds print a sweep
+again without training (e.g. another ``--threshold`` or ``--tile-step``); several thresholds print a sweep
 table, to calibrate on another ``--seed``'s held-out set (``--seed 1``: held-out seeds 1500 ... 1515, disjoint
 from seed 0's training seeds 1000 ... 1399 at the default 400 training phantoms).
 """
@@ -71,7 +72,7 @@ def _parse() -> argparse.Namespace:
         default=None,
         metavar="OUT",
         help="skip training: evaluate the network an earlier run saved under OUT (its --out), e.g. to compare "
-        "--eval-step or --threshold on one trained model",
+        "--tile-step or --threshold on one trained model",
     )
     p.add_argument(
         "--threshold",
@@ -91,14 +92,14 @@ def _parse() -> argparse.Namespace:
         "--zones",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="with --anatomy, also the zone channels of both lungs (anatomy_channels.ZONE_CHANNELS: basal, "
+        help="with --anatomy, also the zone channels of both lungs (rexground.infer.channels.ZONE_CHANNELS: basal, "
         "posterior, ...), so the gate can compose a segment from its lobe and zones",
     )
     p.add_argument(
         "--coords",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="with --anatomy, also the lung coordinate channels (anatomy_channels.COORD_CHANNELS: height, "
+        help="with --anatomy, also the lung coordinate channels (rexground.infer.channels.COORD_CHANNELS: height, "
         "depth, lateral in each lung's frame), so the network can place a segment inside its lobe",
     )
     p.add_argument(
@@ -124,11 +125,11 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--negatives", type=int, default=1, help="negative prompts per patch")
     p.add_argument("--cond-level", type=int, default=2, help="finest level of the per-finding branch")
     p.add_argument(
-        "--eval-step",
+        "--tile-step",
         type=float,
-        default=0.5,
-        help="sliding-window step as a fraction of the patch for the held-out evaluation (0.5: nnU-Net's and "
-        "the inference path's)",
+        default=None,
+        help="sliding-window step as a fraction of the patch for the held-out evaluation (default: the run's "
+        "config, 0.5: nnU-Net's and the exported package's)",
     )
     p.add_argument(
         "--amp",
@@ -158,12 +159,12 @@ def _training_categories(seed: int, paired_fraction: float) -> list[str] | None:
 
 def _phantoms(seeds, split, spec, data, pair_categories=None, paired_fraction=0.0):
     from rexground.anatomy import compute_anatomy_from_array
+    from rexground.infer.channels import masks_from_anatomy
     from rexground.infer.preprocess import body_box
     from rexground.synth import generate_case
-    from rexground.train.anatomy_channels import masks_from_anatomy
     from rexground.train.data import prepare_arrays
 
-    out, pairs = [], []
+    out, pairs, skipped = [], [], 0
     for i, seed in enumerate(seeds):
         cats = _training_categories(int(seed), paired_fraction) if paired_fraction else None
         if pair_categories:
@@ -171,6 +172,9 @@ def _phantoms(seeds, split, spec, data, pair_categories=None, paired_fraction=0.
             other = pair_categories[(i + 1) % len(pair_categories)]
             cats = [c, c, other]
         case = generate_case(int(seed), size="small", categories=cats)
+        if not case.findings:  # nothing could be drawn (e.g. seed 3031): no finding to train on or score
+            skipped += 1
+            continue
         rng = np.random.default_rng(seed)
         if split == "train":  # the training split's protocol: at most 3 instances drawn per finding
             masks = np.stack([f.partial(rng, data.partial_label_cap) for f in case.findings])
@@ -209,6 +213,8 @@ def _phantoms(seeds, split, spec, data, pair_categories=None, paired_fraction=0.
                 fa, fb = case.findings[a], case.findings[b]
                 if fa.category == fb.category and not ((fa.mask_labels > 0) & (fb.mask_labels > 0)).any():
                     pairs.append((len(out) - 1, a, b))
+    if skipped:
+        print(f"{split}: {skipped} of {len(seeds)} phantoms drew no finding and were skipped")
     return out, pairs
 
 
@@ -239,18 +245,31 @@ class _Scores:
 
 def main() -> int:
     args = _parse()
+    from rexground.errors import RexgroundError
+    from rexground.output_paths import output_folder
+    from rexground.preconditions import ensure_text_encoder, require_torch
+
+    try:  # before 400 phantoms are generated: what the run needs at its end must be there now
+        require_torch("bench phantoms")
+        if args.out is not None:
+            output_folder(args.out, "--out")
+        if args.text_encoder == "minilm":
+            ensure_text_encoder()
+    except RexgroundError as exc:
+        print(f"bench phantoms: error: {exc}", file=sys.stderr)
+        return 1
     import torch
 
     torch.set_num_threads(args.threads)
-    from rexground.infer.preprocess import air_value
+    from rexground.infer.channels import COORD_CHANNELS, SIDE_AND_LOBE_CHANNELS, ZONE_CHANNELS
+    from rexground.infer.conditions import Conditions
+    from rexground.infer.masks import scan_masks
     from rexground.metrics.aggregate import aggregate
-    from rexground.postprocess import postprocess
-    from rexground.train.anatomy_channels import COORD_CHANNELS, SIDE_AND_LOBE_CHANNELS, ZONE_CHANNELS
     from rexground.train.checkpoint import load_network, read_checkpoint, resolve_checkpoint
     from rexground.train.config import DataConfig, InputSpec, LossConfig, NetConfig, OptimConfig, TrainConfig
     from rexground.train.loop import train
     from rexground.train.text_inputs import sentence_embeddings, structure_features
-    from rexground.train.validate import native_probabilities, predict_case_probabilities
+    from rexground.train.validate import case_logits
 
     spacing = (args.spacing,) * 3
     amp = args.amp
@@ -343,30 +362,17 @@ def main() -> int:
         net, cfg = load_network(out / "run", which="last")
 
     texts = sorted({t for c in val_cases for t in c.texts})
-    emb = torch.from_numpy(sentence_embeddings(texts, cfg.input.text_encoder))
-    qf = torch.from_numpy(structure_features(texts))
+    emb = sentence_embeddings(texts, cfg.input.text_encoder)
+    qf = structure_features(texts)
     index = {t: i for i, t in enumerate(texts)}
-    pad = air_value(cfg.input.intensity)
     thresholds = args.threshold or [cfg.threshold]
+    tile_step = args.tile_step if args.tile_step is not None else cfg.tile_step
     scores = {t: _Scores() for t in thresholds}
     for ci, case in enumerate(val_cases):
-        idx = torch.as_tensor([index[t] for t in case.texts])
-        probs = predict_case_probabilities(
-            net,
-            case,
-            emb[idx],
-            qf[idx],
-            cfg.input.patch_size_zyx,
-            pad,
-            torch.device("cpu"),
-            step_fraction=args.eval_step,
-        )
-        preds = {t: np.zeros((probs.shape[0], *case.native_shape), np.uint8) for t in thresholds}
-        for f, native in enumerate(native_probabilities(probs, case, cfg.input.spacing_zyx)):
-            for t in thresholds:
-                preds[t][f] = postprocess(native, t)
-        for t, sc in scores.items():
-            sc.add(case, preds[t], [(a, b) for pc, a, b in pairs if pc == ci])
+        idx = [index[t] for t in case.texts]
+        scan = case_logits(net, case, Conditions(emb[idx], qf[idx]), cfg.input, tile_step)
+        for t, sc in scores.items():  # one network pass, thresholded each way
+            sc.add(case, scan_masks(scan, t), [(a, b) for pc, a, b in pairs if pc == ci])
     main_scores = scores[thresholds[0]]
     results, per_category = main_scores.results, main_scores.per_category
     own_pairs, swap = main_scores.own, main_scores.swap

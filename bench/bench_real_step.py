@@ -77,7 +77,6 @@ def train_step(config_path: Path, batch: int, amp: str, threads: int) -> dict:
 def validation(config_path: Path, data: Path, cache: Path, threads: int) -> dict:
     import torch
 
-    from rexground.infer.preprocess import air_value
     from rexground.train.config import load_config
     from rexground.train.data import load_case
     from rexground.train.network import GroundingNet
@@ -98,9 +97,8 @@ def validation(config_path: Path, data: Path, cache: Path, threads: int) -> dict
     net = GroundingNet(cfg.net)
     before = _peak_gb()
     cpu, wall = time.process_time(), time.perf_counter()
-    out = validate(net, [case], emb, qf, {t: i for i, t in enumerate(texts)}, cfg.input.patch_size_zyx,
-                   cfg.input.spacing_zyx, air_value(cfg.input.intensity), cfg.threshold, torch.device("cpu"),
-                   1.0 - cfg.val_overlap)  # fmt: skip
+    out = validate(net, [case], emb, qf, {t: i for i, t in enumerate(texts)}, cfg.input, cfg.threshold,
+                   cfg.tile_step, torch.device("cpu"))  # fmt: skip
     grid = "x".join(map(str, case.shape))
     native = "x".join(map(str, case.native_shape))
     return {"what": f"validation of {case.name} ({case.n_findings} findings; model grid {grid}, native {native}), fp32",

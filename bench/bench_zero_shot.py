@@ -25,6 +25,7 @@ import numpy as np
 
 from rexground.engines.zero_shot import ZeroShotEngine
 from rexground.io import CTVolume, read_ct, read_mask_raw
+from rexground.text.parser import parse_finding
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_CT = Path(os.environ.get("REXGROUND_SHARED", REPO.parent / "shared")) / "data" / "real-ct"
@@ -67,11 +68,11 @@ def run_real(real_dir: Path) -> list[dict]:
     for case_dir in sorted(p for p in real_dir.iterdir() if (p / "case.json").is_file()):
         meta = json.loads((case_dir / "case.json").read_text())
         ct = read_ct(case_dir / meta["ct"])
-        texts = [f["text"] for f in meta["findings"]]
+        queries = [parse_finding(f["text"]) for f in meta["findings"]]
         t0 = time.perf_counter()
-        preds = ZeroShotEngine(keep_score=False).predict(ct, texts)
+        preds = ZeroShotEngine(keep_score=False).predict(ct, queries)
         total = time.perf_counter() - t0
-        for f, p in zip(meta["findings"], preds, strict=True):
+        for f, q, p in zip(meta["findings"], queries, preds, strict=True):
             rows.append(
                 {
                     "case": case_dir.name,
@@ -83,7 +84,7 @@ def run_real(real_dir: Path) -> list[dict]:
                     "case_s": round(total, 1),
                     "rule": p.info.get("rule"),
                     "fallback": p.info.get("fallback"),
-                    **score_real_case(case_dir, ct, f, p.mask, p.info["query"]["side"]),
+                    **score_real_case(case_dir, ct, f, p.mask, q.side),
                 }
             )
     return rows
@@ -97,11 +98,12 @@ def run_phantoms(n: int, size: str, seed0: int) -> tuple[list[dict], list[float]
         case = generate_case(seed, size)
         ct = CTVolume(hu=case.hu, geometry=case.geometry)
         t0 = time.perf_counter()
-        preds = ZeroShotEngine(keep_score=False).predict(ct, [f.text for f in case.findings])
+        queries = [parse_finding(f.text) for f in case.findings]
+        preds = ZeroShotEngine(keep_score=False).predict(ct, queries)
         seconds.append(time.perf_counter() - t0)
-        for f, p in zip(case.findings, preds, strict=True):
+        for f, q, p in zip(case.findings, queries, preds, strict=True):
             d = dice(p.mask, f.mask_labels)
-            rows.append({"seed": seed, "category": f.category, "parsed": p.info["query"]["category"], "dice": d,
+            rows.append({"seed": seed, "category": f.category, "parsed": q.category, "dice": d,
                          "rule": p.info.get("rule"), "fallback": p.info.get("fallback"), "text": f.text})  # fmt: skip
         print(f"  phantom {seed}: {len(preds)} findings, {seconds[-1]:.1f} s", file=sys.stderr, flush=True)
     return rows, seconds

@@ -14,7 +14,9 @@ Inputs:
 Output:
     /output/metrics.json          ``{"results": [per scan], "aggregates": {...}}``: aggregates hold the
                                   official summary keys (``dice_per_case`` is the leaderboard number), the
-                                  per-category block, the distance metrics, missing scans, errors, warnings
+                                  per-category block, the distance metrics, missing scans, errors, warnings.
+                                  When no scan could be scored, ``aggregates`` is null (no numbers for
+                                  nothing) and the exit status is 1; refused scans exit 2.
 
 Matching: a job belongs to the scan whose ``name`` has the same stem as the job's CT image (``x.mha`` ->
 ``x.nii.gz``); each of its findings fills the channel whose text is the same (whitespace-normalised). A
@@ -38,10 +40,10 @@ from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
 from rexground.dataset import load_dataset, mask_path
 from rexground.errors import InputFileError, RexgroundError
-from rexground.io import image_suffix, read_image_raw, read_mask_raw
+from rexground.io import image_suffix, read_mask, read_mask_raw
 from rexground.metrics import CaseResult, aggregate, evaluate_case, missing_case
-from rexground.metrics.official import as_channels
-from rexground.metrics.report import format_summary, metrics_document, write_metrics_json
+from rexground.metrics.official import as_channels, cast_prediction
+from rexground.metrics.report import format_problems, format_summary, metrics_document, write_metrics_json
 
 INPUT_PATH = Path(os.environ.get("GC_INPUT_PATH", "/input"))
 OUTPUT_PATH = Path(os.environ.get("GC_OUTPUT_PATH", "/output"))
@@ -163,7 +165,7 @@ def score_scan(entry, jobs: list[Job], input_path: Path, seg_dir: Path):
             warnings.append(f"job {job.pk}: no mask in its output; its findings score as empty predictions")
             continue
         try:
-            raw, image = read_image_raw(path)
+            raw, header = read_mask(path)
         except RexgroundError as exc:
             return CaseResult(name=entry.name, status="error", error=f"job {job.pk}: {exc}")
         channels = as_channels(raw, f"job {job.pk} mask")
@@ -174,7 +176,7 @@ def score_scan(entry, jobs: list[Job], input_path: Path, seg_dir: Path):
                 error=f"job {job.pk}: mask {path.name} has shape {channels.shape}; expected "
                 f"({len(texts)}, *{gt.shape[1:]}) for its {len(texts)} finding(s)",
             )
-        spacing = tuple(float(s) for s in image.GetSpacing()[:3])
+        spacing = header.spacing[:3]
         for text, channel in zip(texts, channels, strict=True):
             c = channel_of.get(_norm(text))
             if c is None:
@@ -183,7 +185,8 @@ def score_scan(entry, jobs: list[Job], input_path: Path, seg_dir: Path):
                 )
                 continue
             # The official cast: values are taken as uint8 (float probabilities in (0, 1) become 0).
-            pred[c] = np.asarray(channel).astype(np.uint8)
+            pred[c], notes = cast_prediction(np.asarray(channel))
+            warnings += [f"job {job.pk}: {path.name}: {note}" for note in notes]
     result = evaluate_case(gt, pred, categories, spacing, name=entry.name, keys=keys)
     note = None if spacing is not None else "no job mask carried the CT spacing"
     return result.model_copy(update={"warnings": (*result.warnings, *warnings), "distance_note": note})
@@ -215,16 +218,25 @@ def evaluate(input_path: Path, ground_truth: Path) -> dict[str, Any]:
         for e in entries
     ]
     summary = aggregate(results, missing=MISSING_POLICY)
-    print(format_summary(summary))
+    scored = summary.n_cases > 0
+    for line in format_problems(results):  # errors first: a refused scan is never hidden behind a summary
+        print(line, file=sys.stderr)
+    if scored:
+        print(format_summary(summary))
+    else:
+        print(f"no scan could be scored ({len(results)} scans): no metrics", file=sys.stderr)
     doc = metrics_document(
-        summary,
+        summary if scored else None,
         results,
         settings={"split": EVAL_SPLIT, "missing": MISSING_POLICY},
         extra_predictions=unmatched,
     )
     jobs_of = {e.name: [j.pk for j in by_stem.get(_stem(e.name), [])] for e in entries}
     cases = [{**case, "jobs": jobs_of.get(case["name"], [])} for case in doc.pop("cases")]
-    aggregates = {**doc.pop("summary"), **doc}
+    summary_keys = doc.pop("summary")
+    if summary_keys is None:  # nothing scored: no numbers, only what went wrong
+        return {"results": cases, "aggregates": None, "errors": doc["errors"], "counts": doc["counts"]}
+    aggregates = {**summary_keys, **doc}
     return {"results": cases, "aggregates": aggregates}
 
 
@@ -243,6 +255,8 @@ def run() -> int:
         return 1
     path = write_metrics_json(OUTPUT_PATH / "metrics.json", metrics)
     print(f"wrote {path}")
+    if metrics["aggregates"] is None:
+        return 1
     return 0 if not metrics["aggregates"]["errors"] else 2
 
 

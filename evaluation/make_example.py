@@ -53,8 +53,7 @@ def _write_mask(path: Path, raw: np.ndarray) -> None:
     """A job output as inference.py writes it: the CT's geometry (here an identity direction and SPACING);
     (F, H, W, D) raw channels become F components per voxel."""
     from rexground.geometry import Geometry
-    from rexground.io import write_mask
-    from rexground.predictor import write_vector_mask
+    from rexground.io import write_mask, write_vector_mask
 
     spatial = raw.shape[-3:]
     geometry = Geometry(

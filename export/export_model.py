@@ -1,8 +1,9 @@
-"""Export a training run to the model package (the ``export/`` step of the design card).
+"""Export a training run to the model package (the thin entry of the design card's ``export/`` step).
 
     python export/export_model.py --run runs/real --out model/ --text-encoder /tmp/text_encoder --force
 
-The same as ``rexground export``; see ``export/README.md`` and ``rexground export --help``.
+The same as ``rexground export`` (``rexground.export.cli``); see ``export/README.md`` and
+``rexground export --help``.
 """
 
 from __future__ import annotations

@@ -18,13 +18,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("rexground.text.cli", "parse finding sentences into structured queries (JSON lines)"),
     "prepare": ("rexground.train.prepare", "build the training cache: sharded, resumable (training extra)"),
     "train": ("rexground.train.cli", "train the text-conditioned network (torch; torchrun for multi-GPU)"),
-    "export": ("rexground.export_cli", "export a training run to an ONNX model package"),
+    "export": ("rexground.export.cli", "export a training run to an ONNX model package"),
     "bench": ("rexground.commands.bench", "run a benchmark and print its table"),
 }
 
 
+DESCRIPTION = "Ground free-text chest-CT findings as 3D masks, write challenge submissions, score them."
+EPILOG = """\
+first steps:
+  rexground predict-case --ct CT --finding "Mass in the left upper lobe" --out mask.nii.gz --png overlay.png
+  rexground show --ct CT --mask mask.nii.gz --out overlay.png
+  rexground synth --out data/phantoms --cases 20     (phantom CTs in data/phantoms/ct_rate, masks, dataset.json)
+  rexground evaluate --gt-dir GT --pred-dir PRED --dataset dataset.json --out metrics.json --html report.html
+
+'rexground COMMAND --help' lists a command's options. train, export and 'bench phantoms' need torch
+(scripts/setup-env.sh --train); every other command runs on the core install."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rexground", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="rexground",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"rexground {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rexground.categories import CATEGORY_CODES
 from rexground.errors import InputFileError
-from rexground.text.query import CATEGORY_CODES
 
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "train": ("train", "training"),
@@ -210,8 +210,8 @@ def read_ct_header(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...]
     if path.is_dir():
         from rexground.io import read_image_raw
 
-        _, image = read_image_raw(path)
-        return tuple(image.GetSize()), tuple(float(s) for s in image.GetSpacing())
+        _, header = read_image_raw(path)
+        return header.size, header.spacing
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -280,5 +280,12 @@ def load_entry_masks(
     return masks
 
 
-def iter_entries(dataset: Dataset, split: str) -> Iterator[DatasetEntry]:
-    yield from dataset.split(split)
+def split_by_findings(
+    entries: Iterable[DatasetEntry],
+) -> tuple[list[DatasetEntry], list[DatasetEntry]]:
+    """(entries with at least one finding, entries with none). A scan without findings has nothing to ground,
+    to score or to train on (ReXGroundingCT has none; a phantom may); predict and training skip it, counted.
+    The evaluator form (``seg_path`` only) names no findings at all and is not split this way."""
+    entries = list(entries)
+    return [e for e in entries if e.findings], [e for e in entries if not e.findings]
+

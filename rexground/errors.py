@@ -18,6 +18,16 @@ class InputFileError(RexgroundError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class OutputFileError(RexgroundError):
+    """An output cannot be written (a full disk, a file-size limit, a read-only folder); nothing was left
+    under its name."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
 class FindingTextError(RexgroundError):
     """A finding is empty, not a string, or otherwise unusable."""
 

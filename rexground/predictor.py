@@ -1,14 +1,8 @@
-"""One case end to end: read the CT, ground every finding with an engine, write the masks and a result record.
+"""One case end to end: read the CT, parse every finding once, ground them with an engine, keep the record.
 
 Shared by ``rexground predict-case``, ``rexground predict`` and the container's ``inference.py``, so the three
-write the same masks for the same input. Output layouts (all uint8 0/1):
-
-* one finding, ``write_mask``: a 3D mask with the CT's own geometry (spacing, origin, direction);
-* several findings, ``write_channels``: (F, ni, nj, nk) in the CT's raw array order, identity header (the
-  challenge's submission layout: channel f is finding f);
-* several findings, ``write_vector_mask``: a 3D image with F components per voxel and the CT's geometry (the
-  container's ``output.mha``: an image viewer shows it on the CT; read back in raw order it is the same
-  (F, ni, nj, nk) array as the submission layout).
+write the same masks for the same input. The masks' file layouts are ``rexground.io.write_masks``'s;
+``CasePrediction.write`` writes them and the case's record (``results.json``), the one place that does.
 """
 
 from __future__ import annotations
@@ -21,28 +15,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict
 
 from rexground.components import label_18
 from rexground.engines.base import Engine, FindingPrediction
 from rexground.errors import FindingTextError
-from rexground.geometry import Geometry
-from rexground.io import CTVolume, atomic_path, read_ct, write_channels, write_mask
+from rexground.io import CTVolume, read_ct, write_json, write_masks
 
 # Far beyond any report sentence; guards against a whole report pasted as one finding.
 MAX_FINDING_CHARS = 2000
 
 
-class FindingResult(BaseModel):
-    """What was predicted for one finding (one entry of ``results.json``)."""
+class FindingRecord(BaseModel):
+    """What was predicted for one finding (one entry of ``results.json``). ``voxels``, ``volume_ml`` and
+    ``components`` are measured on the final mask; ``info`` never repeats them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     channel: int
     text: str
     engine: str
-    query: dict[str, Any] | None = None  # the parsed finding, when the engine parsed it
+    query: dict[str, Any]  # the parsed finding (rexground.text.query.FindingQuery), as the engine got it
     voxels: int
     volume_ml: float
     components: int
@@ -50,7 +43,7 @@ class FindingResult(BaseModel):
     info: dict[str, Any] = {}  # everything else the engine reported (fallbacks, thresholds, ...)
 
 
-class CaseResult(BaseModel):
+class CaseRecord(BaseModel):
     """The record of one predicted case: the container's ``results.json``, ``predict-case --json``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -62,7 +55,7 @@ class CaseResult(BaseModel):
     engine_reason: str
     output: str | None = None
     layout: str | None = None
-    findings: tuple[FindingResult, ...]
+    findings: tuple[FindingRecord, ...]
     seconds_read: float
     seconds_predict: float
 
@@ -122,11 +115,23 @@ class CasePrediction:
 
     ct: CTVolume
     predictions: list[FindingPrediction]
-    result: CaseResult
+    record: CaseRecord
 
     def masks(self) -> np.ndarray:
         """(F, z, y, x) uint8 0/1 masks in canonical order."""
         return np.stack([(p.mask > 0).astype(np.uint8) for p in self.predictions])
+
+    def write(
+        self, mask_path: str | Path, *, several: str = "channels", results_path: str | Path | None = None
+    ) -> CaseRecord:
+        """Write the masks (``rexground.io.write_masks``: one finding a 3D mask with the CT's geometry,
+        several in the ``several`` layout) and, given ``results_path``, the record as JSON; returns the
+        record with the output path and layout filled in."""
+        written, layout = write_masks(mask_path, self.masks(), self.ct.geometry, several)
+        record = self.record.model_copy(update={"output": str(written), "layout": layout})
+        if results_path is not None:
+            write_json(results_path, record.model_dump(mode="json"))
+        return record
 
 
 class Predictor:
@@ -141,31 +146,38 @@ class Predictor:
         return str(getattr(self.engine, "name", type(self.engine).__name__))
 
     def predict(self, ct: CTVolume, findings: Sequence[object], seconds_read: float = 0.0) -> CasePrediction:
+        from rexground.text.parser import parse_finding
+
         texts = validate_findings(findings)
+        queries = [parse_finding(t) for t in texts]  # once per finding; the engine gets the queries
         start = time.perf_counter()
-        predictions = list(self.engine.predict(ct, texts))
+        predictions = list(self.engine.predict(ct, queries))
         seconds = time.perf_counter() - start
         if len(predictions) != len(texts):
             raise RuntimeError(
                 f"engine {self.engine_name} answered {len(predictions)} of {len(texts)} findings"
             )
         voxel_ml = float(np.prod(ct.spacing_zyx)) / 1000.0
-        results = []
-        for channel, (text, pred) in enumerate(zip(texts, predictions, strict=True)):
+        records = []
+        for channel, (query, pred) in enumerate(zip(queries, predictions, strict=True)):
             if pred.mask.shape != ct.shape:
                 raise RuntimeError(
                     f"engine {self.engine_name} returned shape {pred.mask.shape} for CT {ct.shape}"
                 )
             info = dict(pred.info)
-            query = info.pop("query", None)
+            engine = str(info.pop("engine", self.engine_name))
             finding_seconds = info.pop("seconds", None)
+            # One value per fact: what the record measures on the final mask is not repeated from the
+            # engine's notes (a rule's volume of its working-grid candidate, a voxel count before filtering).
+            for name in FindingRecord.model_fields:
+                info.pop(name, None)
             voxels = int(np.count_nonzero(pred.mask))
-            results.append(
-                FindingResult(
+            records.append(
+                FindingRecord(
                     channel=channel,
-                    text=text,
-                    engine=str(info.pop("engine", self.engine_name)),
-                    query=_jsonable(query) if query is not None else None,
+                    text=query.text,
+                    engine=engine,
+                    query=query.model_dump(mode="json"),
                     voxels=voxels,
                     volume_ml=round(voxels * voxel_ml, 3),
                     components=_count_components(pred.mask),
@@ -175,51 +187,24 @@ class Predictor:
                     info=_jsonable(info),
                 )
             )
-        result = CaseResult(
+        record = CaseRecord(
             ct=str(ct.path) if ct.path else "<memory>",
             ct_shape_raw=ct.geometry.size,
             spacing_mm=ct.geometry.spacing,
             engine=self.engine_name,
             engine_reason=self.engine_reason,
-            findings=tuple(results),
+            findings=tuple(records),
             seconds_read=round(seconds_read, 3),
             seconds_predict=round(seconds, 3),
         )
-        return CasePrediction(ct, predictions, result)
+        return CasePrediction(ct, predictions, record)
 
-    def predict_file(self, ct_path: str | Path, findings: Sequence[object]) -> CasePrediction:
-        """Validate the findings first (cheap), then read the CT (slow) and predict."""
+    def predict_file(
+        self, ct_path: str | Path, findings: Sequence[object], uneven_slices: str = "refuse"
+    ) -> CasePrediction:
+        """Validate the findings first (cheap), then read the CT (slow) and predict. ``uneven_slices`` is
+        ``read_ct``'s choice for a DICOM series with uneven slice positions ("refuse" or "resample")."""
         validate_findings(findings)
         start = time.perf_counter()
-        ct = read_ct(ct_path)
+        ct = read_ct(ct_path, uneven_slices=uneven_slices)
         return self.predict(ct, findings, seconds_read=time.perf_counter() - start)
-
-
-def write_vector_mask(path: str | Path, masks_fzyx: np.ndarray, geometry: Geometry) -> Path:
-    """(F, z, y, x) masks as one 3D image with F uint8 components per voxel and the CT's geometry (MHA/NRRD
-    keep both). Read back with ``read_mask_raw`` it is (F, ni, nj, nk), like the submission layout."""
-    path = Path(path)
-    masks_fzyx = np.asarray(masks_fzyx)
-    if masks_fzyx.ndim != 4 or masks_fzyx.shape[1:] != geometry.canonical_shape:
-        raise ValueError(f"{path}: masks shape {masks_fzyx.shape} is not (F, *{geometry.canonical_shape})")
-    raw = geometry.to_raw((masks_fzyx > 0).astype(np.uint8))  # (F, ni, nj, nk)
-    # SimpleITK's vector array order is (nk, nj, ni, components).
-    image = sitk.GetImageFromArray(np.ascontiguousarray(raw.transpose(3, 2, 1, 0)), isVector=True)
-    geometry.apply_to(image)
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
-    return path
-
-
-def write_case(path: str | Path, case: CasePrediction, several: str = "channels") -> tuple[Path, str]:
-    """Write the masks of ``case``: one finding -> 3D mask with the CT geometry; several -> ``several`` layout
-    ("channels": (F, ni, nj, nk) submission layout; "vector": F components with the CT geometry).
-    Returns the path and the layout name used."""
-    masks = case.masks()
-    if len(masks) == 1:
-        return write_mask(path, masks[0], case.ct.geometry), "mask-3d"
-    if several == "channels":
-        return write_channels(path, masks, case.ct.geometry), "channels-first-raw"
-    if several == "vector":
-        return write_vector_mask(path, masks, case.ct.geometry), "vector-components"
-    raise ValueError(f"unknown layout {several!r} for several findings (channels | vector)")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from rexground.dataset import DatasetEntry, read_ct_header, resolve_ct
 from rexground.errors import InputFileError, RexgroundError
+from rexground.folder_claim import is_claim_file
 from rexground.geometry import Geometry
 
 ProblemKind = Literal[
@@ -152,7 +153,11 @@ def validate_submission(
         pred_dir = Path(pred_dir)  # type: ignore[arg-type]
         if not pred_dir.is_dir():
             raise InputFileError(pred_dir, "submission folder does not exist")
-        files = sorted(str(p.relative_to(pred_dir).as_posix()) for p in pred_dir.rglob("*") if p.is_file())
+        files = sorted(
+            str(p.relative_to(pred_dir).as_posix())
+            for p in pred_dir.rglob("*")
+            if p.is_file() and not is_claim_file(p.name)  # a running `predict`'s lock, not a submission file
+        )
     by_name = {e.name: e for e in entries}
     by_normalised = {_normalised(e.name): e for e in entries}
     problems: list[SubmissionProblem] = []

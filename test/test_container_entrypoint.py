@@ -72,7 +72,8 @@ def test_one_finding_gives_a_3d_mask_with_geometry_and_results(monkeypatch, tmp_
     assert results["engine"] == "bright" and "zero-shot engine: no model package" in results["engine_reason"]
     (f,) = results["findings"]
     assert f["text"] == "Nodule in the right upper lobe." and f["voxels"] == int((raw > 100).sum())
-    assert f["query"] == {"category": "2d"} and f["seconds"] >= 0
+    assert f["query"]["category"] == "2d" and f["query"]["lobes"] == ["RUL"] and f["seconds"] >= 0
+    assert results["layout"] == "mask-3d" and "volume_ml" not in f["info"]  # one volume per finding
     expect = compare_output.Expected(n_findings=1)
     checks = compare_output.check(expect, tmp_path, input_dir, out, rc, "")
     assert all(ok for ok, _ in checks), checks
@@ -88,6 +89,7 @@ def test_a_list_gives_one_component_per_finding(monkeypatch, tmp_path, bright):
     np.testing.assert_array_equal(got[0], raw > 100)
     np.testing.assert_array_equal(got[1], raw > 150)
     assert bright.calls == [["Nodule.", "Another nodule."]]
+    assert json.loads((out / "results.json").read_text())["layout"] == "vector-components"
     checks = compare_output.check(compare_output.Expected(n_findings=2), tmp_path, input_dir, out, rc, "")
     assert all(ok for ok, _ in checks), checks
 
@@ -144,6 +146,8 @@ def test_invalid_json_is_named(monkeypatch, tmp_path, capsys, bright):
     ("setup", "problem"),
     [
         ("corrupt", "cannot be read as an image"),
+        ("truncated", "truncated: the gzip stream ends after"),
+        ("nan", "NaN or infinite voxel value(s) in 2 of 12 slices"),
         ("empty", "is empty (0 bytes)"),
         ("none", "must hold exactly one CT"),
         ("two", "must hold exactly one CT"),
@@ -156,6 +160,19 @@ def test_bad_ct_inputs_exit_non_zero_naming_the_file(monkeypatch, tmp_path, caps
     ct = next(ct_dir.iterdir())
     if setup == "corrupt":
         ct.write_bytes(b"ObjectType = Image\nNDims = 3\n" + bytes(range(256)) * 4)
+    elif setup == "truncated":  # an interrupted copy of a .nii.gz: SimpleITK alone reads it as a volume
+        ct.unlink()
+        ct = ct_dir / "3f9c2b.nii.gz"
+        noisy = np.random.default_rng(0).normal(-700, 200, size=(12, 16, 20)).astype(np.int16)
+        sitk.WriteImage(sitk.GetImageFromArray(noisy), str(ct), useCompression=True)
+        ct.write_bytes(ct.read_bytes()[: ct.stat().st_size * 6 // 10])
+    elif setup == "nan":
+        image = sitk.Cast(sitk.ReadImage(str(ct)), sitk.sitkFloat32)
+        array = sitk.GetArrayFromImage(image)
+        array[[3, 7]] = np.nan  # two slices of a float CT
+        nan_image = sitk.GetImageFromArray(array)
+        nan_image.CopyInformation(image)
+        sitk.WriteImage(nan_image, str(ct), useCompression=True)
     elif setup == "empty":
         ct.write_bytes(b"")
     elif setup == "none":

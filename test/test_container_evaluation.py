@@ -101,3 +101,35 @@ def test_a_job_for_an_unknown_scan_is_reported(monkeypatch, example):
     (root / "input" / "predictions.json").write_text(json.dumps([*jobs, extra]))
     assert load_evaluate(monkeypatch, root).run() == 0
     assert _metrics(root)["aggregates"]["extra_predictions"] == ["ffff-unknown"]
+
+
+def test_truncated_and_float_job_masks_and_nothing_scored(monkeypatch, example, capsys):
+    """A truncated job mask refuses its scan (listed first); a float one is cast as the official script casts
+    it, with a warning naming the file; with every scan refused there are no aggregates and exit 1."""
+    root, _ = example
+    masks = sorted((root / "input").glob("*/output/images/finding-segmentation/output.mha"))
+    first = masks[0]
+    first.write_bytes(first.read_bytes()[: first.stat().st_size * 2 // 3])
+    assert load_evaluate(monkeypatch, root).run() == 2
+    metrics = _metrics(root)
+    errors = {e["name"]: e["error"] for e in metrics["aggregates"]["errors"]}
+    assert len(errors) == 1 and "truncated" in next(iter(errors.values()))
+    assert metrics["aggregates"]["counts"]["refused"] == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "(refused: not scored)" in err
+    second = masks[1]
+    image = sitk.ReadImage(str(second))
+    as_float = sitk.Cast(
+        image, sitk.sitkVectorFloat32 if image.GetNumberOfComponentsPerPixel() > 1 else sitk.sitkFloat32
+    )
+    sitk.WriteImage(as_float, str(second), useCompression=True)
+    assert load_evaluate(monkeypatch, root).run() == 2
+    warnings = [w["warning"] for w in _metrics(root)["aggregates"]["warnings"]]
+    assert any("output.mha" in w and "float32" in w for w in warnings)
+    for mask in masks:
+        mask.write_bytes(mask.read_bytes()[:200])
+    # case_c has no job at all: with the drop policy nothing is left to score.
+    assert load_evaluate(monkeypatch, root, MISSING_POLICY="drop").run() == 1
+    metrics = _metrics(root)
+    assert metrics["aggregates"] is None and metrics["counts"]["scored"] == 0 and metrics["errors"]
+    assert "no scan could be scored" in capsys.readouterr().err

@@ -1,24 +1,12 @@
-"""Preprocessing for the network and the way back onto the CT grid."""
+"""Before the network: padding, body crop, resampling, normalisation, anatomy channels."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from rexground.infer.preprocess import (
-    above_threshold_box,
-    air_value,
-    body_box,
-    linear_resize,
-    normalise,
-    paste,
-    prepare,
-    sigmoid_,
-)
-from rexground.io import resample_zyx
-from rexground.model_package import IntensityNormalisation
+from rexground.infer.package import IntensityNormalisation
+from rexground.infer.preprocess import air_value, body_box, normalise, prepare
 
 NORM = IntensityNormalisation(clip_min=-1000.0, clip_max=1000.0, mean=-300.0, std=500.0)
 
@@ -68,7 +56,7 @@ def test_prepare_resamples_the_crop_and_pads_with_air():
 
 
 def test_prepare_scales_coordinate_levels_as_training_does():
-    from rexground.train.anatomy_channels import COORD_LEVELS
+    from rexground.infer.channels import COORD_LEVELS
     from rexground.train.config import DataConfig, InputSpec
     from rexground.train.data import prepare_arrays
 
@@ -89,80 +77,3 @@ def test_prepare_scales_coordinate_levels_as_training_does():
                            spacing_zyx=(2.0, 1.0, 1.0), entities_fzyx=ents, texts=["x"], categories=["2b"],
                            spec=spec, data=DataConfig(), anatomy=anatomy)  # fmt: skip
     np.testing.assert_allclose(train.image[1:].astype(np.float32), p.image[1:], atol=1e-3)  # fp16 storage
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    st.tuples(*[st.integers(2, 12)] * 3),
-    st.tuples(*[st.floats(0.3, 4.0)] * 3),
-    st.integers(0, 10_000),
-)
-def test_linear_resize_equals_resample_zyx(src, factors, seed):
-    out_shape = tuple(max(1, round(s * f)) for s, f in zip(src, factors, strict=True))
-    a = np.random.default_rng(seed).normal(size=src).astype(np.float32)
-    ref = resample_zyx(a, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), order=1, shape=out_shape)
-    np.testing.assert_allclose(linear_resize(a, out_shape), ref, atol=2e-6)
-    box = tuple(slice(s // 3, max(s // 3 + 1, 2 * s // 3)) for s in out_shape)
-    np.testing.assert_allclose(linear_resize(a, out_shape, box), ref[box], atol=2e-6)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    st.tuples(*[st.integers(2, 10)] * 3),
-    st.tuples(*[st.floats(0.4, 3.5)] * 3),
-    st.integers(0, 10_000),
-    st.floats(-1.0, 2.5),
-)
-def test_above_threshold_box_holds_every_voxel_above(src, factors, seed, thr):
-    out_shape = tuple(max(1, round(s * f)) for s, f in zip(src, factors, strict=True))
-    logits = np.random.default_rng(seed).normal(size=src).astype(np.float32)
-    full = linear_resize(logits, out_shape)
-    box = above_threshold_box(logits, out_shape, thr)
-    if box is None:
-        assert not (full >= thr).any()
-        return
-    outside = np.ones(out_shape, bool)
-    outside[box] = False
-    assert not (full[outside] >= thr).any()
-
-
-def test_sigmoid_in_place_and_paste():
-    x = np.array([-1000.0, -1.0, 0.0, 1.0, 1000.0], np.float32)
-    y = sigmoid_(x)
-    assert y is x
-    np.testing.assert_allclose(y, [0.0, 1 / (1 + np.e), 0.5, 1 / (1 + np.exp(-1)), 1.0], rtol=1e-6)
-    hu = chest()
-    p = prepare(hu, (2.0, 1.0, 1.0), target_spacing=(4.0, 4.0, 4.0), norm=NORM)
-    back = paste(np.ones(p.crop_shape, np.uint8), p)
-    assert back.shape == hu.shape and back.sum() == np.prod(p.crop_shape)
-
-
-@settings(max_examples=30, deadline=None)
-@given(st.integers(0, 10_000), st.sampled_from([-6.0, -1.5, 0.0, 1.0]), st.sampled_from([0.3, 0.5, 0.7]))
-def test_box_limited_masks_equal_whole_map_postprocessing(seed, shift, threshold):
-    """The engine resamples only a box of each finding's map; its answer must equal the whole map's."""
-    from types import SimpleNamespace
-
-    from scipy import ndimage
-
-    from rexground.engines.network import RELATIVE_FALLBACK, NetworkEngine
-    from rexground.infer.preprocess import PreparedVolume
-    from rexground.infer.scan import ScanLogits, crop_probability
-    from rexground.postprocess import postprocess
-
-    rng = np.random.default_rng(seed)
-    model = tuple(int(n) for n in rng.integers(4, 9, size=3))
-    logits = (
-        ndimage.gaussian_filter(rng.normal(size=(1, *model)), (0, 1, 1, 1)).astype(np.float32) * 8 + shift
-    )
-    crop = (slice(2, 2 + 3 * model[0]), slice(1, 1 + 2 * model[1]), slice(0, 3 * model[2] - 1))
-    ct_shape = (3 * model[0] + 5, 2 * model[1] + 3, 3 * model[2] + 2)
-    prepared = PreparedVolume(
-        np.empty((0, 0, 0, 0), np.float32), crop, ct_shape, (1.0, 1.0, 1.0), (3.0, 2.0, 3.0), (0.0,)
-    )
-    scan = ScanLogits(prepared=prepared, logits=logits)
-    fake = SimpleNamespace(package=SimpleNamespace(manifest=SimpleNamespace(threshold=threshold)))
-    mask, info = NetworkEngine._finding_mask(fake, scan, 0)
-    expected = np.zeros(ct_shape, np.uint8)
-    expected[crop] = postprocess(crop_probability(scan, 0), threshold, relative_fallback=RELATIVE_FALLBACK)
-    assert np.array_equal(mask, expected), info

@@ -132,11 +132,13 @@ def test_corrupt_missing_and_empty_files_are_named(tmp_path):
 
 def test_truncated_mha_names_the_real_problem(tmp_path):
     bad = tmp_path / "trunc.mha"
-    bad.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_SHORT\nElementDataFile = LOCAL\nxx")
+    bad.write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_SHORT\nElementDataFile = LOCAL\nxx"
+    )
     with pytest.raises(InputFileError) as exc:
         read_ct(bad)
     message = str(exc.value)
-    assert "trunc.mha" in message and "cannot be read" in message
+    assert "trunc.mha" in message and "truncated: 2 of the 128 bytes" in message
     assert "No such file" not in message and "0x" not in message
 
 

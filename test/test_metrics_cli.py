@@ -15,8 +15,6 @@ from rexground.metrics import evaluate_case
 SHAPE = (16, 14, 10)  # raw (H, W, D)
 
 
-
-
 def blob(shape, start, size, value=1, dtype=np.uint8):
     a = np.zeros(shape, dtype)
     a[tuple(slice(s, s + size) for s in start)] = value
@@ -130,8 +128,12 @@ def test_shape_mismatch_and_corrupt_files_are_listed_and_the_run_goes_on(challen
         and "cannot be read" in errors["train_3_a_2.nii.gz"]
     )
     assert "expected 2 finding channels" in errors["valid_2_b_1.nii.gz"]
-    assert doc["summary"]["n_cases"] == 0 and doc["summary"]["n_errors"] == 3
-    assert "error: train_1_a_1.nii.gz" in capsys.readouterr().err
+    # Nothing could be scored: no summary numbers at all (a precision of 1.0 over nothing would be a lie).
+    assert doc["summary"] is None and doc["per_category"] is None and doc["distance"] is None
+    assert doc["counts"] == {"cases": 3, "scored": 0, "refused": 3, "missing": 0}
+    printed = capsys.readouterr()
+    assert "error: train_1_a_1.nii.gz" in printed.err
+    assert "no case could be scored: 3 refused" in printed.out and "Dice per case" not in printed.out
 
 
 def test_float_predictions_warn_and_are_cast_like_the_official_script(challenge):
@@ -141,6 +143,62 @@ def test_float_predictions_warn_and_are_cast_like_the_official_script(challenge)
     _, doc = evaluate(tmp_path, dataset)
     assert doc["cases"][0]["findings"][0]["pred_voxels"] == 0
     assert any("float32" in w["warning"] for w in doc["warnings"] if w["name"] == name)
+
+
+def test_broken_predictions_are_refused_or_cast_as_the_official_script_does(challenge, capsys):
+    """Truncated or NaN: refused (not scored, counted); 0/255: scored exactly as 0/1 (255 is foreground);
+    float 0.7: background after the uint8 cast. Each with a line naming the file."""
+    tmp_path, dataset, gts, preds = challenge
+    truncated, bright, faint = "train_1_a_1.nii.gz", "valid_2_b_1.nii.gz", "train_3_a_2.nii.gz"
+    path = tmp_path / "pred" / truncated
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    write_raw(tmp_path / "pred" / bright, preds[bright] * np.uint8(255))
+    write_raw(tmp_path / "pred" / faint, preds[faint].astype(np.float32) * 0.7)
+    code, doc = evaluate(tmp_path, dataset)
+    assert code == 1  # a case was refused
+    assert doc["counts"] == {"cases": 3, "scored": 2, "refused": 1, "missing": 0}
+    assert doc["summary"]["n_cases"] == 2 and doc["summary"]["n_errors"] == 1
+    cases = {c["name"]: c for c in doc["cases"]}
+    assert cases[truncated]["status"] == "error" and "truncated" in cases[truncated]["error"]
+    expected = evaluate_case(gts[bright], preds[bright])
+    assert [f["dice"] for f in cases[bright]["findings"]] == [f.dice for f in expected.findings]
+    assert all(f["pred_voxels"] == 0 for f in cases[faint]["findings"])
+    warned = {w["name"]: w["warning"] for w in doc["warnings"]}
+    assert str(tmp_path / "pred" / bright) in warned[bright] and "255" in warned[bright]
+    assert str(tmp_path / "pred" / faint) in warned[faint] and "float32" in warned[faint]
+    printed = capsys.readouterr()
+    assert f"error: {truncated}: prediction: {path}: truncated" in printed.err
+    assert "scored 2 of 3 cases" in printed.out and "refused 1" in printed.out
+
+
+def test_a_nan_prediction_is_refused(challenge):
+    tmp_path, dataset, _, preds = challenge
+    name = "train_1_a_1.nii.gz"
+    bad = preds[name].astype(np.float32)
+    bad[0, 3, 3, 3] = np.nan
+    write_raw(tmp_path / "pred" / name, bad)
+    code, doc = evaluate(tmp_path, dataset)
+    errors = {e["name"]: e["error"] for e in doc["errors"]}
+    assert code == 1 and "NaN or infinite" in errors[name] and doc["counts"]["refused"] == 1
+
+
+def test_errors_are_printed_before_the_summary(challenge):
+    import subprocess
+    import sys
+
+    tmp_path, dataset, _, _ = challenge
+    (tmp_path / "pred" / "valid_2_b_1.nii.gz").write_bytes(b"\x1f\x8b\x08")
+    argv = [sys.executable, "-m", "rexground.cli", "evaluate", "--gt-dir", str(tmp_path / "segmentations"),
+            "--pred-dir", str(tmp_path / "pred"), "--dataset", str(dataset), "--split", "val",
+            "--out", str(tmp_path / "m.json"), "--quiet"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    both = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    assert done.returncode == 1
+    assert (
+        both.index("error: valid_2_b_1.nii.gz")
+        < both.index("scored 2 of 3 cases")
+        < both.index("Dice per case")
+    )
 
 
 def test_evaluator_form_and_global_only(challenge):

@@ -8,7 +8,7 @@ import pytest
 from toy_network import write_toy_package
 
 from rexground.errors import ModelPackageError
-from rexground.model_package import (
+from rexground.infer.package import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     Manifest,
@@ -72,6 +72,22 @@ def test_unlisted_graph_is_refused(package_dir):
 def test_wrong_format_version_is_refused(package_dir, version):
     _edit_manifest(package_dir, format_version=version)
     with pytest.raises(ModelPackageError, match="format_version"):
+        load_package(package_dir)
+
+
+def test_version_1_packages_are_read_with_their_step_renamed(package_dir):
+    raw = json.loads((package_dir / MANIFEST_NAME).read_text())
+    raw["format_version"] = 1
+    del raw["tile_step"]
+    raw["step_fraction"] = 0.25  # version 1's name for the same setting
+    (package_dir / MANIFEST_NAME).write_text(json.dumps(raw))
+    manifest = load_package(package_dir).manifest
+    assert manifest.format_version == FORMAT_VERSION and manifest.tile_step == 0.25
+
+
+def test_a_newer_format_is_refused_with_what_to_do(package_dir):
+    _edit_manifest(package_dir, format_version=FORMAT_VERSION + 1, tile_step=0.5, something_new=1)
+    with pytest.raises(ModelPackageError, match=r"format_version 3 is not supported .* re-export"):
         load_package(package_dir)
 
 

@@ -15,8 +15,9 @@ from test_onnx_export import tiny_config, tiny_net  # noqa: E402
 
 from rexground.engines.network import NetworkEngine  # noqa: E402
 from rexground.errors import ModelPackageError, RexgroundError  # noqa: E402
+from rexground.export.package import export_network  # noqa: E402
+from rexground.export.parity import phantom_scans  # noqa: E402
 from rexground.io import CTVolume, read_ct, write_mask  # noqa: E402
-from rexground.onnx_export import export_network, phantom_scans  # noqa: E402
 
 # Each module export takes ~10-60 s on a shared 2-core machine: CI runs these with -m "".
 pytestmark = pytest.mark.slow
@@ -62,8 +63,8 @@ def test_engine_masks_land_on_the_ct_grid(package, ct_file, tmp_path):
         assert set(np.unique(p.mask)) <= {0, 1} and p.mask.sum() >= 10
         assert p.score is not None and p.score.shape == ct.shape and 0 <= p.score.min() <= p.score.max() <= 1
         assert p.info["engine"] == "network" and p.info["variant"] == "fp32"
-        assert p.info["voxels"] == int(p.mask.sum())
-        assert p.info["query"]["text"] == p.text
+        assert p.info["tile_step"] == 0.5  # the manifest's default
+        assert "query" not in p.info  # the caller parsed the finding; the engine does not hand it back
     # Written with the CT's geometry, the mask has the raw array's shape (not the canonical one).
     out = write_mask(tmp_path / "mask.nii.gz", preds[0].mask, ct.geometry)
     assert sitk.ReadImage(str(out)).GetSize() == sitk.ReadImage(str(path)).GetSize()
@@ -132,7 +133,7 @@ def test_cuda_without_provider_is_a_clear_error(package, monkeypatch):
 def test_package_needing_anatomy_priors_says_so(package, tmp_path):
     import json
 
-    from rexground.model_package import MANIFEST_NAME
+    from rexground.infer.package import MANIFEST_NAME
 
     odd = tmp_path / "model"
     shutil.copytree(package, odd)

@@ -12,18 +12,17 @@ torch = pytest.importorskip("torch")
 
 from rexground.cli import main as cli_main  # noqa: E402
 from rexground.errors import RexgroundError  # noqa: E402
-from rexground.infer.onnx_session import Conditions, CpuOrtBackend, make_session  # noqa: E402
+from rexground.export import ExportError  # noqa: E402
+from rexground.export.graphs import KEEP_FP32_OPS  # noqa: E402
+from rexground.export.package import export_network  # noqa: E402
+from rexground.export.parity import phantom_scans  # noqa: E402
+from rexground.infer.conditions import Conditions  # noqa: E402
+from rexground.infer.onnx_session import CpuOrtBackend, make_session  # noqa: E402
+from rexground.infer.package import load_package  # noqa: E402
 from rexground.infer.sliding_window import predict_logits  # noqa: E402
-from rexground.model_package import load_package  # noqa: E402
-from rexground.onnx_export import (  # noqa: E402
-    KEEP_FP32_OPS,
-    ExportError,
-    TorchTileBackend,
-    export_network,
-    phantom_scans,
-)
 from rexground.train.config import InputSpec, NetConfig, TrainConfig  # noqa: E402
 from rexground.train.network import GroundingNet  # noqa: E402
+from rexground.train.tile_backend import TorchTileBackend  # noqa: E402
 
 PATCH = (16, 16, 16)
 
@@ -136,12 +135,26 @@ def test_onnx_sliding_window_matches_torch_eager(exported):
     np.testing.assert_allclose(results[0], results[1], atol=1e-4)
 
 
-def test_test_embedder_run_needs_explicit_permission(tmp_path):
+def test_test_embedder_run_needs_explicit_permission(tmp_path, monkeypatch):
+    # No encoder at the default place either (this machine's user cache may hold one).
+    monkeypatch.setenv("REXGROUND_TEXT_ENCODER", str(tmp_path / "no-encoder"))
     with pytest.raises(ExportError, match="allow-test-embedder"):
         export_network(tiny_net(), tiny_config(), tmp_path / "m")
     with pytest.raises(ExportError, match="--text-encoder"):
         export_network(tiny_net(), tiny_config("minilm"), tmp_path / "m")
-    assert not list(tmp_path.iterdir())
+    assert not (tmp_path / "m").exists()
+
+
+def test_export_takes_the_default_sentence_encoder_folder_when_none_is_given(tmp_path, monkeypatch):
+    """Without --text-encoder a MiniLM run's package takes the user's default encoder folder (it was never
+    found before: the lookup asked for a function the encoder module does not have)."""
+    from rexground.export import package
+
+    folder = tmp_path / "encoder"
+    monkeypatch.setenv("REXGROUND_TEXT_ENCODER", str(folder))
+    assert package._default_text_encoder_dir() is None  # absent: the export asks for --text-encoder
+    folder.mkdir()
+    assert package._default_text_encoder_dir() == folder
 
 
 def test_existing_package_is_not_overwritten_without_force(tmp_path):
@@ -180,7 +193,7 @@ def test_cli_exports_a_training_run_folder(tmp_path, capsys):
     assert manifest.source["checkpoint"].endswith("last.pt")
     assert json.loads(manifest.source["config"])["input"]["patch_size_zyx"] == list(PATCH)
     with pytest.raises(RexgroundError):
-        from rexground.onnx_export import export_run
+        from rexground.export.package import export_run
 
         export_run(tmp_path / "nowhere", tmp_path / "model2", allow_test_embedder=True)
 

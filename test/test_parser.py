@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rexground.errors import FindingTextError
-from rexground.text import parse_finding
+from rexground.text import parse_finding, vocab
 from rexground.text.location import LOBE_SIDE
 from rexground.text.query import CATEGORY_CODES, FindingQuery
 
@@ -64,6 +64,135 @@ from rexground.text.query import CATEGORY_CODES, FindingQuery
 )
 def test_category_follows_the_head_finding_word(text, category):
     assert parse_finding(text).category == category
+
+
+# Each family of the dataset's categorisation schema, in the words CT reports use for it (CT-RATE's translated
+# reports among them): hand-written sentences, one or more per family the schema defines.
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # 1a the airway wall
+        ("Increased bronchial wall thickness in the segmental bronchi", "1a"),
+        ("Peribronchial thickness increases in both lungs", "1a"),
+        ("Thickening of the peribronchial sheath around the left upper lobe bronchus", "1a"),
+        # 1b airways wider than normal
+        ("Bronchial dilatation in the left lower lobe", "1b"),
+        ("Dilated bronchi in the medial segment of the right middle lobe", "1b"),
+        ("Diffuse minimal enlargement in the center of the bronchial structures", "1b"),
+        # 1c emphysema, paraseptal, panlobular, bullous
+        ("Panlobular emphysematous changes in both lungs", "1c"),
+        ("Bulla formations at the apex of both lungs", "1c"),
+        ("Density reduction consistent with emphysema in both lungs", "1c"),
+        # 1d septal thickening and reticulation
+        ("Interlobar and interlobular septal thickness increases in both upper lobes", "1d"),
+        ("Interseptal thickening in both lower lobes", "1d"),
+        ("Reticulated nodular opacity increases in the right lower lobe", "1d"),
+        # 1e micronodules: tree in bud however translated, centriacinar nodules
+        ("Budding tree appearance in the right lower lobe", "1e"),
+        ("Scattered focal bud branch views in the left lung", "1e"),
+        ("Branches with buds in the superior segment of the left lower lobe", "1e"),
+        ("Centracinary ground-glass nodules in the middle lobe", "1e"),
+        # 1f other diffuse: aeration and attenuation patterns, interstitial disease
+        ("Hyperaeration in both lungs", "1f"),
+        ("Increased aeration in the lower lobes of both lungs", "1f"),
+        (
+            "Mosaic atteniation pattern in both lower lobes (small airway disease?, small vessel disease?)",
+            "1f",
+        ),
+        ("Areas of air trapping in both lower lobes", "1f"),
+        ("Interstitial fibrosis in both lower lobes", "1f"),
+        # 2a linear: scarring, sequelae, fibrosis, subsegmental atelectasis
+        ("Pleuroparenchymal sequelae changes at both apices", "2a"),
+        ("Minimal fibroatelectatic changes at the bases of both lungs", "2a"),
+        ("Reticulonodular sequela fibrotic density increases in both lung apexes", "2a"),
+        ("Post-inflammatory sequelae in the right upper lobe", "2a"),
+        ("Fibrosis in the left upper lobe", "2a"),
+        ("Subpleural lines in both lower lobes", "2a"),
+        # 2b atelectasis, consolidation
+        ("Atelectesis in the middle lobe of the right lung", "2b"),
+        ("Volume loss in the right lower lobe", "2b"),
+        ("Parenchymal consolidations accompanying honeycomb appearance in both upper lobes", "2b"),
+        ("Bronchopneumonic infiltration in the right upper lobe", "2b"),
+        # 2c ground glass, "frosted glass" in translation
+        ("Frosted glass densities in the left lower lobe", "2c"),
+        ("Crayz paving appearance in the lower lobes", "2c"),
+        # 2d nodules
+        ("A ground-glass-like 5 mm diameter nodule in the right upper lobe", "2d"),
+        ("Nodular lesions measuring 4 mm in the left lower lobe", "2d"),
+        ("Intrapulmonary lymph node along the right major fissure", "2d"),
+        # 2e pleural effusion or thickening, the fissures included
+        ("Fissural thickening on the left", "2e"),
+        ("Thickening of the right major fissure", "2e"),
+        ("Both fissures are observed as thick", "2e"),
+        ("Free fluid between the pleural leaves on the right", "2e"),
+        ("Pleural thickness increase in the left hemithorax", "2e"),
+        ("Apical pleural caps bilaterally", "2e"),
+        # 2g pneumothorax, misspelt
+        ("Pneumonthorax on the right", "2g"),
+        # 2h other focal: blebs, airway occlusion and plugging, distortion
+        ("Subpleural bleb in the apex of the right upper lobe", "2h"),
+        ("Occluded bronchus in the right lower lobe", "2h"),
+        ("The right lung lower lobe bronchus is obliterated from the bifurcation", "2h"),
+        ("Diffuse narrowing of the upper lobe bronchi", "2h"),
+        ("Secretions within the lower lobe bronchi", "2h"),
+        ("Structural distortion in the right upper lobe", "2h"),
+        ("Destroyed lung appearance in the right middle lobe", "2h"),
+    ],
+)
+def test_every_family_of_the_schema_gets_its_category(text, category):
+    assert parse_finding(text).category == category
+
+
+def test_a_weaker_word_of_a_family_gives_way_to_a_specific_one():
+    # hyperaeration leans to 1f; named emphysema is the finding when both are there
+    assert parse_finding("Increased aeration consistent with panlobular emphysema").category == "1c"
+    assert parse_finding("Bullae and blebs at both apices").category == "1c"
+    # "centrilobular ground-glass opacities" keep their head noun; centrilobular nodules are micronodules
+    assert parse_finding("Centrilobular ground-glass opacities in the right lower lobe").category == "2c"
+    assert parse_finding("Centrilobular nodular opacities in the right lower lobe").category == "1e"
+
+
+@pytest.mark.parametrize(
+    ("text", "negated"),
+    [
+        ("No air trapping", True),
+        ("Fissural thickening was not observed", True),
+        ("No bronchial obstruction", True),
+        ("No budding tree appearance in either lung", True),
+        ("Hyperaeration has resolved", True),
+        ("Pleural effusion-thickening was not detected", True),
+        ("Hyperaeration in both lungs", False),
+        ("Occluded bronchus in the right lower lobe", False),
+    ],
+)
+def test_negation_works_on_the_new_families(text, negated):
+    assert parse_finding(text).negated is negated
+
+
+@pytest.mark.parametrize(
+    ("text", "side", "lobes"),
+    [
+        ("Fissural thickening on the left", "left", ()),
+        ("Budding tree appearance in the right lower lobe", "right", ("RLL",)),
+        ("Occluded bronchus in the left lower lobe", "left", ("LLL",)),
+        ("Hyperaeration in both lungs", "bilateral", ()),
+        (
+            "Pleuroparenchymal sequelae in the right middle lobe and the lingula",
+            "bilateral",
+            ("RML", "lingula"),
+        ),
+        ("Mosaic atteniation pattern in both lower lobes", "bilateral", ("RLL", "LLL")),
+    ],
+)
+def test_new_vocabulary_leaves_side_and_lobes_as_they_were(text, side, lobes):
+    q = parse_finding(text)
+    assert (q.side, q.lobes) == (side, lobes)
+
+
+def test_rewrites_apply_in_order_when_any_applies():
+    # "haemorrhag" -> "hemorrhag" before "haem" -> "hem"; a sentence needing no rewrite is left alone
+    assert parse_finding("Haemorrhagic nodule in the RUL").category_evidence == ("nodule",)
+    assert parse_finding("Perifissural nodule").zones == ("fissural",)
 
 
 def test_british_and_hyphenated_spellings_read_the_same():
@@ -383,3 +512,29 @@ def test_any_word_salad_of_report_vocabulary_gives_a_valid_query(words):
 def test_arbitrary_unicode_never_crashes(text):
     q = parse_finding(text)
     assert q.text == text
+
+
+_REPORT_WORDS = (
+    "hyperaeration", "mosaic", "atteniation", "fissural", "fissure", "thickening", "thick", "bleb", "bullae",
+    "occluded", "obliterated", "bronchus", "bronchi", "budding", "tree", "bud", "branches", "buds", "frosted",
+    "glass", "sequelae", "pleuroparenchymal", "fibroatelectatic", "interlobar", "interlobular", "septal",
+    "thickness", "increases", "secretions", "leaves", "pleural", "effusion-thickening", "not", "detected",
+    "no", "was", "observed", "is", "are", "3.5", "mm", "5x4", "?", "(", ")", ";", ":", "-", "/", ",", "crayz",
+    "pneumonthorax", "atelectesis", "centracinary",
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(_REPORT_WORDS), st.text(min_size=0, max_size=6)), min_size=1, max_size=40
+    )
+    .map(" ".join)
+    .filter(lambda t: t.strip())
+)
+def test_report_words_mixed_with_arbitrary_text_never_crash_and_give_a_valid_query(text):
+    q = parse_finding(text)
+    assert q.text == text
+    assert q.category == "unknown" or q.category in CATEGORY_CODES
+    assert (q.category == "unknown") == (q.category_confidence == 0.0)
+    assert all(words in vocab.normalise(text) for words in q.category_evidence)  # the words that decided

@@ -13,8 +13,9 @@ from rexground.cli import main
 from rexground.engines import select
 from rexground.engines.base import FindingPrediction
 from rexground.errors import FindingTextError, InputFileError, ModelPackageError
-from rexground.io import read_ct, read_mask_raw
-from rexground.predictor import Predictor, validate_findings, write_case, write_vector_mask
+from rexground.io import read_ct, read_mask_raw, write_masks, write_vector_mask
+from rexground.predictor import Predictor, validate_findings
+from rexground.text.query import FindingQuery
 
 
 class BrightEngine:
@@ -26,12 +27,15 @@ class BrightEngine:
         self.level = level
         self.calls: list[list[str]] = []
 
-    def predict(self, ct, findings):
-        self.calls.append(list(findings))
+    def predict(self, ct, queries):
+        assert all(isinstance(q, FindingQuery) for q in queries)  # the predictor parsed them
+        self.calls.append([q.text for q in queries])
         out = []
-        for i, text in enumerate(findings):
+        for i, query in enumerate(queries):
             mask = (ct.hu > self.level + 50 * i).astype(np.uint8)
-            out.append(FindingPrediction(text, mask, info={"query": {"category": "2d"}, "rule": "threshold"}))
+            # an engine's own notes may carry a volume or voxel count of an intermediate result
+            info = {"rule": "threshold", "volume_ml": 999.0, "voxels": 1}
+            out.append(FindingPrediction(query.text, mask, info=info))
         return out
 
 
@@ -86,8 +90,9 @@ def test_findings_are_whitespace_normalised():
 def test_one_finding_writes_a_3d_mask_with_the_ct_geometry(tmp_path, ct_file):
     path, raw = ct_file
     case = Predictor(BrightEngine()).predict_file(path, ["Nodule in the right upper lobe"])
-    out, layout = write_case(tmp_path / "mask.nii.gz", case)
-    assert layout == "mask-3d"
+    record = case.write(tmp_path / "mask.nii.gz")
+    out, layout = tmp_path / "mask.nii.gz", record.layout
+    assert layout == "mask-3d" and record.output == str(out)
     written = sitk.ReadImage(str(out))
     src = sitk.ReadImage(str(path))
     assert written.GetSize() == src.GetSize()
@@ -95,16 +100,31 @@ def test_one_finding_writes_a_3d_mask_with_the_ct_geometry(tmp_path, ct_file):
     assert np.allclose(written.GetOrigin(), src.GetOrigin())
     assert written.GetPixelID() == sitk.sitkUInt8
     np.testing.assert_array_equal(read_mask_raw(out), (raw > 100).astype(np.uint8))
-    f = case.result.findings[0]
+    f = case.record.findings[0]
     assert f.voxels == int((raw > 100).sum()) and f.components == 2
-    assert f.query == {"category": "2d"} and f.info == {"rule": "threshold"}
+    assert f.query["category"] == "2d" and f.query["side"] == "right" and f.query["lobes"] == ["RUL"]
+    # one volume and one voxel count per finding: the final mask's, never the engine's intermediate ones
+    assert f.info == {"rule": "threshold"}
     assert f.volume_ml == pytest.approx(f.voxels * 0.7 * 0.8 * 2.5 / 1000, abs=1e-3)
+
+
+def test_each_finding_is_parsed_once_and_handed_to_the_engine(ct_file, monkeypatch):
+    import rexground.text.parser as parser
+
+    calls = []
+    real = parser.parse_finding
+    monkeypatch.setattr(parser, "parse_finding", lambda t: calls.append(t) or real(t))
+    engine = BrightEngine()
+    case = Predictor(engine).predict_file(ct_file[0], ["Nodule in the left lung", "Right pleural effusion"])
+    assert calls == ["Nodule in the left lung", "Right pleural effusion"]
+    assert engine.calls == [calls]
+    assert [f.query["text"] for f in case.record.findings] == calls
 
 
 def test_several_findings_write_channels_in_raw_order(tmp_path, ct_file):
     path, raw = ct_file
     case = Predictor(BrightEngine()).predict_file(path, ["a", "b"])
-    out, layout = write_case(tmp_path / "masks.nii.gz", case)
+    out, layout = write_masks(tmp_path / "masks.nii.gz", case.masks(), case.ct.geometry)
     assert layout == "channels-first-raw"
     got = read_mask_raw(out)
     assert got.shape == (2, *raw.shape)
@@ -116,6 +136,8 @@ def test_vector_layout_keeps_geometry_and_reads_back_as_channels(tmp_path, ct_fi
     path, raw = ct_file
     case = Predictor(BrightEngine()).predict_file(path, ["a", "b"])
     out = write_vector_mask(tmp_path / "output.mha", case.masks(), case.ct.geometry)
+    assert write_masks(tmp_path / "same.mha", case.masks(), case.ct.geometry, "vector")[1] == "vector-components"
+    np.testing.assert_array_equal(read_mask_raw(tmp_path / "same.mha"), read_mask_raw(out))
     image = sitk.ReadImage(str(out))
     assert image.GetNumberOfComponentsPerPixel() == 2
     assert image.GetSize() == raw.shape
@@ -136,8 +158,8 @@ def test_findings_are_checked_before_the_ct_is_read(tmp_path):
 
 def test_engine_answering_the_wrong_number_of_findings_is_an_error(ct_file):
     class Lazy(BrightEngine):
-        def predict(self, ct, findings):
-            return super().predict(ct, findings)[:1]
+        def predict(self, ct, queries):
+            return super().predict(ct, queries)[:1]
 
     with pytest.raises(RuntimeError, match="1 of 2"):
         Predictor(Lazy()).predict(read_ct(ct_file[0]), ["a", "b"])
@@ -214,6 +236,23 @@ def test_a_mispacked_mounted_package_is_an_error_not_zero_shot(tmp_path, bright)
     (tmp_path / "stray" / "weights.onnx").write_bytes(b"x")
     with pytest.raises(ModelPackageError, match=r"weights\.onnx but no manifest"):
         select.choose_engine("auto", default_model_dir=tmp_path / "stray")
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.5", "half"])
+def test_a_tile_step_outside_0_1_is_refused_before_any_work(tmp_path, ct_file, bright, capsys, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict-case", "--ct", str(ct_file[0]), "--finding", "x", "--out", str(tmp_path / "m.nii.gz"),
+              "--tile-step", value])  # fmt: skip
+    assert exc.value.code == 2 and "--tile-step" in capsys.readouterr().err
+    assert bright.calls == []
+
+
+def test_the_tile_step_reaches_the_network_engine(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(select, "_network", lambda d, device, tile_step: seen.update(step=tile_step) or "engine")
+    (tmp_path / "manifest.json").write_text("{}")
+    assert select.choose_engine("auto", model_dir=tmp_path, tile_step=0.25).engine == "engine"
+    assert seen == {"step": 0.25}
 
 
 def test_unknown_engine_kind_or_device_is_refused():

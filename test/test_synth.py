@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from rexground.categories import CATEGORY_CODES
 from rexground.io import read_ct, read_mask_raw
 from rexground.synth import PhantomCase, generate_case, write_dataset
 from rexground.synth.anatomy import LEFT_LOBES, LOBE_LABEL, RIGHT_LOBES
 from rexground.synth.case import scanner_quirks
-from rexground.synth.findings import CATEGORY_CODES
+from rexground.synth.findings import GENERATORS
 from rexground.synth.writer import ct_path, scan_name, split_of
-from rexground.text.query import CATEGORY_CODES as QUERY_CODES
 
 # Four cases that together hold all 14 categories (forced), each with its distractors.
 FORCED = [
@@ -37,8 +37,8 @@ def _hu(case: PhantomCase) -> np.ndarray:
     return hu
 
 
-def test_category_codes_match_the_query_model():
-    assert CATEGORY_CODES == QUERY_CODES
+def test_every_challenge_category_has_a_phantom_generator():
+    assert set(GENERATORS) == set(CATEGORY_CODES)
 
 
 def test_same_seed_same_case_and_different_seed_different_case():
@@ -314,3 +314,31 @@ def test_real_size_case_has_scanner_geometry():
     assert nz * case.spacing_zyx[0] > 250
     for f in case.findings:
         assert (f.mask_labels > 0).any()
+
+
+# A phantom whose planned findings could all not be drawn (seed 3031: its lobes were taken): a normal scan.
+EMPTY_SEED = 3031
+
+
+def test_a_phantom_may_have_no_finding_and_the_writer_skips_it_with_a_count(tmp_path, caplog):
+    import logging
+
+    from rexground.synth.writer import case_seed, write_case
+
+    assert generate_case(EMPTY_SEED, "small").findings == []
+    assert case_seed(0, EMPTY_SEED) == EMPTY_SEED
+    record = write_case(tmp_path, 0, EMPTY_SEED, "small")  # used to crash: np.stack of no channels
+    assert record["entry"] is None and "no finding" in record["skipped"]
+    assert not (tmp_path / "ct_rate").exists() and not (tmp_path / "segmentations").exists()
+    assert write_case(tmp_path, 0, EMPTY_SEED, "small") == record  # a rerun resumes from the record
+    # In a dataset such a case is left out and counted (here its record stands in for case 1 of 3).
+    name = json.loads(next((tmp_path / "entries").iterdir()).read_text())
+    write_dataset(tmp_path / "d", 3, seed=1)
+    entries = tmp_path / "d" / "entries"
+    victim = next(p for p in sorted(entries.iterdir()) if json.loads(p.read_text())["ident"]["index"] == 1)
+    kept = json.loads(victim.read_text())
+    victim.write_text(json.dumps({**kept, "entry": None, "skipped": name["skipped"]}))
+    with caplog.at_level(logging.WARNING):
+        dataset = json.loads(write_dataset(tmp_path / "d", 3, seed=1).read_text())
+    assert sum(len(v) for v in dataset.values()) == 2 and kept["entry"]["name"] not in json.dumps(dataset)
+    assert "1 of 3 phantom cases drew no finding" in caplog.text

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from train_helpers import SPACING, blob_case, prepared, tiny_config
 
-from rexground.train.anatomy_channels import (
+from rexground.infer.channels import (
     ANATOMY_CHANNELS,
     COORD_CHANNELS,
     SIDE_AND_LOBE_CHANNELS,

@@ -21,7 +21,7 @@ def test_train_command_prepares_trains_validates_and_resumes(tmp_path):
         "net": {"preset": "tiny", "features": [8, 12, 16], "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
                 "encoder_blocks": [1, 1, 1], "deep_supervision": 1},
         "input": {"patch_size_zyx": [32, 48, 48], "spacing_zyx": [6.0, 6.0, 6.0], "text_encoder": "hashing-test"},
-        "steps": 2, "val_every": 2, "checkpoint_every": 1, "log_every": 1, "amp": "off", "val_overlap": 0.0,
+        "steps": 2, "val_every": 2, "checkpoint_every": 1, "log_every": 1, "amp": "off", "tile_step": 1.0,
     }  # fmt: skip
     cfg_path = tmp_path / "tiny.json"
     cfg_path.write_text(json.dumps(config))

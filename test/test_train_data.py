@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from train_helpers import prepared, tiny_config
 
-from rexground.train.config import DataConfig
+from rexground.train.config import DataConfig, InputSpec
 from rexground.train.data import (
     PatchSampler,
     crop_pad,
@@ -151,14 +151,18 @@ def test_loss_ignores_weight_zero_voxels_and_skips_dice_on_empty_targets():
 def test_a_cropped_case_maps_predictions_back_onto_the_whole_native_grid():
     from train_helpers import blob_case
 
-    from rexground.train.validate import case_masks
+    from rexground.infer.masks import scan_masks
+    from rexground.infer.scan import ScanLogits
+    from rexground.train.validate import network_input
 
     cfg = tiny_config()
     hu, ent, _, _ = blob_case(3, "val")
     case = prepared(3, cfg, "val", crop=(slice(2, 22), slice(5, 38), slice(1, 40)))
     assert case.image.shape[1:] == (20, 33, 39) and case.native_shape == hu.shape
-    perfect = case.labels.astype(np.float32)  # a prediction equal to the target, at the model's spacing
-    masks = case_masks(perfect, case, cfg.input.spacing_zyx, threshold=0.5)
+    # a prediction equal to the target, at the model's spacing, taken back by the inference path's route
+    perfect = np.where(case.labels > 0, 10.0, -10.0).astype(np.float32)
+    scan = ScanLogits(prepared=network_input(case, cfg.input).without_image(), logits=perfect)
+    masks = scan_masks(scan, threshold=0.5)
     assert masks.shape == ent.shape
     np.testing.assert_array_equal(masks, (case.labels_native() > 0).astype(np.uint8))
 
@@ -166,7 +170,7 @@ def test_a_cropped_case_maps_predictions_back_onto_the_whole_native_grid():
 def test_anatomy_prior_channels_follow_the_ct_channel_in_spec_order():
     from train_helpers import SPACING, blob_case
 
-    from rexground.train.anatomy_channels import check_channel_names, masks_from_anatomy
+    from rexground.infer.channels import check_channel_names, masks_from_anatomy
     from rexground.train.config import InputSpec
 
     hu, _, _, _ = blob_case(0)
@@ -216,8 +220,8 @@ def test_anatomy_channels_are_zero_outside_the_volume_as_at_inference():
 
 def test_zone_channels_are_the_anatomy_zones_of_both_lungs():
     from rexground.anatomy import compute_anatomy_from_array
+    from rexground.infer.channels import ZONE_CHANNELS, check_channel_names, masks_from_anatomy
     from rexground.synth import generate_case
-    from rexground.train.anatomy_channels import ZONE_CHANNELS, check_channel_names, masks_from_anatomy
 
     check_channel_names(ZONE_CHANNELS)
     case = generate_case(3, size="small")
@@ -235,14 +239,14 @@ def test_zone_channels_are_the_anatomy_zones_of_both_lungs():
 
 def test_coordinate_channels_place_each_lung_voxel_in_its_own_lung_frame():
     from rexground.anatomy import compute_anatomy_from_array
-    from rexground.synth import generate_case
-    from rexground.train.anatomy_channels import (
+    from rexground.infer.channels import (
         COORD_CHANNELS,
         COORD_LEVELS,
         channel_scale,
         check_channel_names,
         masks_from_anatomy,
     )
+    from rexground.synth import generate_case
 
     check_channel_names(COORD_CHANNELS)
     assert channel_scale("coord_height") == 1 / COORD_LEVELS and channel_scale("lobe_RLL") == 1.0
@@ -268,3 +272,23 @@ def test_coordinate_channels_place_each_lung_voxel_in_its_own_lung_frame():
     near_mid = [x for x in xs if abs(x - mid) <= 8]
     inner = np.concatenate([lateral[:, :, x][env[:, :, x]] for x in near_mid])
     assert inner.mean() < 80
+
+
+def test_preparing_a_split_skips_scans_without_findings_with_a_count(tmp_path):
+    """A dataset entry with no finding (no mask either) has nothing to train on: skipped and counted."""
+    import json
+
+    from rexground.synth import write_dataset
+    from rexground.train.prepare import prepare_split
+
+    dataset_json = write_dataset(tmp_path / "data", 1, seed=2)  # case 0 is a train scan
+    doc = json.loads(dataset_json.read_text())
+    doc["train"].append({"name": "train_999_a_1.nii.gz", "findings": {}})
+    dataset_json.write_text(json.dumps(doc))
+    spec = InputSpec(patch_size_zyx=(16, 16, 16), spacing_zyx=(6.0, 6.0, 6.0), text_encoder="hashing-test")
+    said: list[str] = []
+    result = prepare_split(
+        tmp_path / "data", "train", spec, DataConfig(), tmp_path / "cache", progress=False, log=said.append
+    )
+    assert [f.name for f in result.folders] == [doc["train"][0]["name"].split(".")[0]]
+    assert any("1 scan(s) without findings skipped" in line for line in said)

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rexground.errors import InputFileError  # noqa: E402
-from rexground.train.anatomy_channels import SIDE_AND_LOBE_CHANNELS  # noqa: E402
+from rexground.infer.channels import SIDE_AND_LOBE_CHANNELS  # noqa: E402
 from rexground.train.config import NetConfig, TrainConfig, load_config  # noqa: E402
 from rexground.train.network import (  # noqa: E402
     DecoderGraph,
@@ -131,6 +131,22 @@ def test_config_errors_name_the_file_and_field(tmp_path):
     )
     with pytest.raises(InputFileError, match="divisible"):
         load_config(bad)
+
+
+def test_the_sliding_window_step_has_one_name_and_old_configs_still_read(tmp_path):
+    net = {"preset": "tiny", "query_dim": QDIM}
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"net": net, "tile_step": 0.75}))
+    assert load_config(cfg).tile_step == 0.75
+    cfg.write_text(json.dumps({"net": net, "val_overlap": 0.25}))  # a config or checkpoint of before
+    loaded = load_config(cfg)
+    assert loaded.tile_step == 0.75 and "val_overlap" not in loaded.model_dump()
+    cfg.write_text(json.dumps({"net": net, "val_overlap": 0.25, "tile_step": 0.5}))
+    with pytest.raises(InputFileError, match="tile_step only"):
+        load_config(cfg)
+    cfg.write_text(json.dumps({"net": net, "tile_step": 0.0}))
+    with pytest.raises(InputFileError, match="tile_step"):
+        load_config(cfg)
 
 
 def test_every_parameter_gets_a_gradient_in_training():

@@ -43,7 +43,7 @@ OVERRIDES = {
     "val_every": 2,
     "checkpoint_every": 2,
     "log_every": 1,
-    "val_overlap": 0.0,
+    "tile_step": 1.0,
 }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from rexground.model_package import (
+from rexground.infer.package import (
     FORMAT_VERSION,
     GraphPair,
     IntensityNormalisation,

@@ -104,10 +104,6 @@ def close(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) 
     return out
 
 
-def open_(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) -> np.ndarray:
-    return dilate(erode(mask, radius_mm, spacing, per_slice), radius_mm, spacing, per_slice)
-
-
 _IN_SLICE = np.zeros((3, 3, 3), dtype=bool)
 _IN_SLICE[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected within an axial slice, never across
 

@@ -1,9 +1,11 @@
 """The learned grounding engine: an exported model package run with onnxruntime (no torch).
 
-Per scan: parse and embed every finding, crop and resample the CT once, run the image encoder once per
-tile and the decoder once per finding per tile, then bring each finding's probability back onto the CT's
-crop grid and answer with the shared postprocessing (threshold, official component filter, never empty).
-The CUDA execution provider is used when onnxruntime has one (``device="auto"``), else the CPU.
+Per scan, in reading order: embed every parsed finding (``rexground.infer.conditions``), compute the
+anatomy prior channels the package reads (``rexground.infer.channels``), crop, resample and normalise the
+CT once and run the sliding window, the image encoder once per tile and the decoder once per finding per
+tile (``rexground.infer.scan``), then bring each finding's logits back onto the CT grid and postprocess
+them (``rexground.infer.masks``: the one route that training validation and the export's parity check use
+too). The CUDA execution provider is used when onnxruntime has one (``device="auto"``), else the CPU.
 """
 
 from __future__ import annotations
@@ -15,24 +17,27 @@ from pathlib import Path
 
 import numpy as np
 
-from rexground.engines.base import FindingPrediction
+from rexground.engines.base import FindingPrediction, as_queries
 from rexground.errors import ModelPackageError
 from rexground.infer.conditions import TextConditioner
+from rexground.infer.masks import finding_mask, finding_score
 from rexground.infer.onnx_session import create_backend
-from rexground.infer.preprocess import paste
-from rexground.infer.scan import crop_probability, finding_probability, run_network
-from rexground.model_package import MANIFEST_NAME, load_package
-from rexground.postprocess import postprocess
+from rexground.infer.package import MANIFEST_NAME, load_package
+from rexground.infer.scan import run_network
+from rexground.infer.sliding_window import check_tile_step
+from rexground.text.query import FindingQuery
 
 log = logging.getLogger("rexground.engines")
 
-# (ct, channel names) -> {name: 0/1 mask on the CT's canonical grid}, for packages with anatomy priors.
-RELATIVE_FALLBACK = 0.5  # postprocess's first fallback: voxels within this fraction of the score's peak
+# (ct, channel names) -> {name: uint8 array on the CT's canonical grid}, for packages with anatomy priors.
 AnatomyProvider = Callable[[object, Sequence[str]], Mapping[str, np.ndarray]]
 
 
 class NetworkEngine:
-    """``Engine`` over a model package folder (``manifest.json`` + ONNX graphs + sentence encoder)."""
+    """``Engine`` over a model package folder (``manifest.json`` + ONNX graphs + sentence encoder).
+
+    ``tile_step`` overrides the manifest's sliding-window step (a fraction of the patch: smaller is
+    slower and smoother)."""
 
     name = "network"
 
@@ -45,15 +50,17 @@ class NetworkEngine:
         batch_size: int | None = None,
         threads: int | None = None,
         io_binding: bool | None = None,
+        tile_step: float | None = None,
         return_scores: bool = False,
         progress: bool = False,
         anatomy_provider: AnatomyProvider | None = None,
     ):
         self.package = load_package(model_dir)
         m = self.package.manifest
+        self.tile_step = m.tile_step if tile_step is None else check_tile_step(tile_step)
         if len(m.input_channels) > 1 and anatomy_provider is None:
-            # The priors training used (rexground.anatomy via rexground.train.anatomy_channels, torch-free).
-            from rexground.train.anatomy_channels import anatomy_prior_masks, check_channel_names
+            # The priors training used, computed by rexground.anatomy (torch-free).
+            from rexground.infer.channels import anatomy_prior_masks, check_channel_names
 
             try:
                 check_channel_names(m.input_channels[1:])
@@ -74,8 +81,9 @@ class NetworkEngine:
         if self.choice.note:
             log.warning(self.choice.note)
         log.info(
-            "network engine: %s on %s (%s), batch %d",
+            "network engine: %s on %s (%s), batch %d, tile step %g",
             self.package.root, self.choice.device, self.choice.variant, self.choice.batch_size,
+            self.tile_step,
         )  # fmt: skip
         self.conditioner = TextConditioner(self.package)
         self.return_scores = return_scores
@@ -85,15 +93,13 @@ class NetworkEngine:
     def device(self) -> str:
         return self.choice.device
 
-    def predict(self, ct, findings: list[str]) -> list[FindingPrediction]:
+    def predict(self, ct, queries: Sequence[FindingQuery | str]) -> list[FindingPrediction]:
         """Masks (uint8 0/1, canonical, the CT's shape) for every finding of one CT (a ``CTVolume``)."""
-        if not findings:
+        if not queries:
             return []
-        from rexground.text.parser import parse_finding
-
         t0 = time.perf_counter()
-        queries = [parse_finding(t) for t in findings]
-        conditions = self.conditioner.conditions([q.text for q in queries], queries)
+        parsed = as_queries(queries)
+        conditions = self.conditioner.conditions(parsed)
         m = self.package.manifest
         anatomy = None
         if len(m.input_channels) > 1:
@@ -102,46 +108,23 @@ class NetworkEngine:
         t_text = time.perf_counter()
         scan = run_network(
             ct.hu, ct.spacing_zyx, m, self.choice.backend, conditions, anatomy=anatomy,
-            batch_size=self.choice.batch_size, progress=self.progress,
+            tile_step=self.tile_step, batch_size=self.choice.batch_size, progress=self.progress,
         )  # fmt: skip
         t_net = time.perf_counter()
         out = []
-        for f, query in enumerate(queries):
+        for f, query in enumerate(parsed):
             t_f = time.perf_counter()
-            mask, pp = self._finding_mask(scan, f)
-            score = None
-            if self.return_scores:
-                score = paste(crop_probability(scan, f), scan.prepared, fill=0.0, dtype=np.float32)
+            mask, fallback = finding_mask(scan, f, m.threshold)
+            score = finding_score(scan, f) if self.return_scores else None
             info = {
                 "engine": self.name,
-                "query": query.model_dump(mode="json"),
                 "device": self.choice.device,
                 "variant": self.choice.variant,
-                "fallback": pp.get("fallback", "none"),
-                "voxels": int(np.count_nonzero(mask)),
+                "tile_step": self.tile_step,
+                "fallback": fallback,
                 "postprocess_s": round(time.perf_counter() - t_f, 3),
                 "network_s": round(t_net - t_text, 3),  # shared by all findings of the scan
                 "text_s": round(t_text - t0, 3),
             }
-            out.append(FindingPrediction(text=findings[f], mask=mask, score=score, info=info))
+            out.append(FindingPrediction(text=query.text, mask=mask, score=score, info=info))
         return out
-
-    def _finding_mask(self, scan, f: int) -> tuple[np.ndarray, dict]:
-        """Postprocessed mask on the CT grid. Only a box of the crop is resampled: the box where the
-        probability can reach the threshold, or, when nothing does, where it can reach half its peak (the
-        postprocessing's first fallback). Every voxel the postprocessing keeps lies inside, so the answer
-        is the one the whole map would give; the later fallbacks look at the whole map and get it."""
-        threshold = self.package.manifest.threshold
-        prob, box, kind = finding_probability(scan, f, threshold, relative_fallback=RELATIVE_FALLBACK)
-        pp: dict = {}
-        mask_box = postprocess(prob, threshold, relative_fallback=RELATIVE_FALLBACK, info=pp)
-        crop_shape = scan.prepared.crop_shape
-        answered = {"none"} if kind == "threshold" else {"none", "score_peak"}
-        if pp.get("fallback", "none") not in answered and kind != "full":
-            prob = crop_probability(scan, f)
-            box = tuple(slice(0, n) for n in crop_shape)
-            mask_box = postprocess(prob, threshold, relative_fallback=RELATIVE_FALLBACK, info=pp)
-        del prob
-        mask = np.zeros(scan.prepared.ct_shape, dtype=np.uint8)
-        mask[scan.prepared.crop][box] = mask_box
-        return mask, pp

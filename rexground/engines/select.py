@@ -15,14 +15,18 @@ from typing import Literal
 
 from rexground.engines.base import Engine
 from rexground.errors import ModelPackageError
+from rexground.infer.package import MANIFEST_NAME, is_model_package
 
 EngineKind = Literal["auto", "rules", "network"]
 Device = Literal["auto", "cpu", "cuda"]
 ENGINE_KINDS: tuple[str, ...] = ("auto", "rules", "network")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+TILE_STEP_HELP = (
+    "network engine: sliding-window step as a fraction of the patch, in (0, 1] (default: the model "
+    "package's, 0.5 for packages of rexground train; smaller is slower and smoother)"
+)
 # Where Grand Challenge extracts the uploaded model.tar.gz; overridable for tests and other hosts.
 DEFAULT_MODEL_DIR = Path(os.environ.get("REXGROUND_MODEL_DIR", "/opt/ml/model"))
-MANIFEST_NAME = "manifest.json"
 
 log = logging.getLogger("rexground.engines")
 
@@ -37,8 +41,16 @@ class EngineChoice:
     model_dir: Path | None = None
 
 
-def _has_manifest(model_dir: Path) -> bool:
-    return (model_dir / MANIFEST_NAME).is_file()
+def parse_tile_step(text: str) -> float:
+    """``--tile-step``'s argparse type: a fraction of the patch in (0, 1]."""
+    import argparse
+
+    from rexground.infer.sliding_window import check_tile_step
+
+    try:
+        return check_tile_step(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _refuse_mispacked(mounted: Path) -> None:
@@ -47,7 +59,9 @@ def _refuse_mispacked(mounted: Path) -> None:
     if not mounted.is_dir():
         return
     # The repository's model/ folder carries a README.md and a .gitignore before any export: not an upload.
-    present = sorted(p.name for p in mounted.iterdir() if not p.name.startswith(".") and p.name != "README.md")
+    present = sorted(
+        p.name for p in mounted.iterdir() if not p.name.startswith(".") and p.name != "README.md"
+    )
     if not present:
         return
     nested = sorted(mounted.glob(f"*/{MANIFEST_NAME}"))
@@ -62,14 +76,14 @@ def _refuse_mispacked(mounted: Path) -> None:
     )
 
 
-def _network(model_dir: Path, device: str) -> Engine:
+def _network(model_dir: Path, device: str, tile_step: float | None) -> Engine:
     # Imported here: the zero-shot path must not pay for (or depend on) the network engine's imports.
     from rexground.engines.network import NetworkEngine
 
-    # NetworkEngine loads the package with rexground.model_package.load_package, which refuses a package whose
+    # NetworkEngine loads the package with rexground.infer.package.load_package, which refuses a package whose
     # manifest, version or file hashes do not match (ModelPackageError naming the file); it computes the
     # anatomy prior channels a package asks for, and preloads the CUDA wheels' libraries before using CUDA.
-    return NetworkEngine(model_dir, device)
+    return NetworkEngine(model_dir, device, tile_step=tile_step)
 
 
 def _rules() -> Engine:
@@ -84,10 +98,12 @@ def choose_engine(
     device: str = "auto",
     default_model_dir: str | Path | None = None,
     bundled_model_dir: str | Path | None = None,
+    tile_step: float | None = None,
 ) -> EngineChoice:
     """Build the engine for ``kind`` and explain the choice. Packages are looked for in this order: the
     one given (``model_dir``), the mounted one (``default_model_dir``, default ``/opt/ml/model``), one baked
-    into the image (``bundled_model_dir``); with none, "auto" runs the zero-shot engine."""
+    into the image (``bundled_model_dir``); with none, "auto" runs the zero-shot engine. ``tile_step``
+    overrides a package's sliding-window step (the zero-shot engine has none)."""
     if kind not in ENGINE_KINDS:
         raise ValueError(f"engine kind must be one of {ENGINE_KINDS}, got {kind!r}")
     if device not in DEVICES:
@@ -100,15 +116,17 @@ def choose_engine(
     elif given is not None:
         if not given.is_dir():
             raise ModelPackageError(f"{given}: model package folder does not exist")
-        choice = EngineChoice(_network(given, device), "network", f"model package given: {given}", given)
-    elif _has_manifest(mounted):
         choice = EngineChoice(
-            _network(mounted, device), "network", f"model package found at {mounted}", mounted
+            _network(given, device, tile_step), "network", f"model package given: {given}", given
         )
-    elif bundled_model_dir is not None and _has_manifest(Path(bundled_model_dir)):
+    elif is_model_package(mounted):
+        choice = EngineChoice(
+            _network(mounted, device, tile_step), "network", f"model package found at {mounted}", mounted
+        )
+    elif bundled_model_dir is not None and is_model_package(Path(bundled_model_dir)):
         bundled = Path(bundled_model_dir)
         choice = EngineChoice(
-            _network(bundled, device), "network", f"bundled model package {bundled}", bundled
+            _network(bundled, device, tile_step), "network", f"bundled model package {bundled}", bundled
         )
     elif kind == "network":
         raise ModelPackageError(
@@ -121,8 +139,3 @@ def choose_engine(
         choice = EngineChoice(_rules(), "rules", f"zero-shot engine: no model package given and {where}")
     log.info("engine: %s (%s)", choice.kind, choice.reason)
     return choice
-
-
-def load_engine(kind: str = "auto", model_dir: str | Path | None = None, device: str = "auto") -> Engine:
-    """The engine for ``kind`` ("auto" | "rules" | "network"); the choice and its reason are logged."""
-    return choose_engine(kind, model_dir, device).engine

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from rexground.engines.base import FindingPrediction
+from rexground.engines.base import FindingPrediction, as_queries
 from rexground.engines.rules import Features, RuleContext, RuleOutput, rule_for
 from rexground.postprocess import postprocess
 from rexground.text.query import FindingQuery
@@ -122,8 +122,8 @@ class ZeroShotEngine:
             self._parse_fn = parse_finding
         return self._parse_fn(text)
 
-    def predict(self, ct, findings: list[str]) -> list[FindingPrediction]:
-        queries = [self._parse(t) for t in findings]  # bad text fails before the costly anatomy
+    def predict(self, ct, findings: Sequence[FindingQuery | str]) -> list[FindingPrediction]:
+        queries = as_queries(findings, self._parse)  # sentences are parsed before the costly anatomy
         t0 = time.perf_counter()
         anat = self._anatomy(ct)
         t_anat = time.perf_counter() - t0
@@ -132,7 +132,7 @@ class ZeroShotEngine:
 
     def _predict_one(self, anat, features: Features, query: FindingQuery, t_anat: float) -> FindingPrediction:
         t0 = time.perf_counter()
-        info: dict = {"engine": self.name, "query": query.model_dump(), "anatomy_s": round(t_anat, 3)}
+        info: dict = {"engine": self.name, "anatomy_s": round(t_anat, 3)}
         try:
             region, named, dropped = named_region(anat, query)
         except Exception as exc:  # an anatomy failure on one place must not cost the answer: use the lungs

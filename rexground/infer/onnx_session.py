@@ -22,8 +22,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from rexground.errors import RexgroundError
+from rexground.infer.conditions import Conditions
+from rexground.infer.package import GraphPair, ModelPackage
 from rexground.infer.sliding_window import HostAccumulator, Shape3
-from rexground.model_package import GraphPair, ModelPackage
 
 log = logging.getLogger(__name__)
 
@@ -93,26 +94,6 @@ def _input_dtype(sess: ort.InferenceSession, name: str) -> np.dtype:
         if i.name == name:
             return np.dtype(_NP_OF_ORT.get(i.type, np.float32))
     raise RexgroundError(f"graph has no input {name!r} (inputs: {[i.name for i in sess.get_inputs()]})")
-
-
-@dataclass
-class Conditions:
-    """Per-finding decoder inputs: sentence embeddings (F, D) and parsed-query features (F, Q)."""
-
-    text_embedding: np.ndarray
-    query_features: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.text_embedding = np.ascontiguousarray(self.text_embedding, dtype=np.float32)
-        self.query_features = np.ascontiguousarray(self.query_features, dtype=np.float32)
-        if self.text_embedding.ndim != 2 or self.query_features.ndim != 2:
-            raise ValueError("conditions must be (F, D) and (F, Q) arrays")
-        if len(self.text_embedding) != len(self.query_features):
-            raise ValueError("text embeddings and query features disagree on the number of findings")
-
-    @property
-    def n_findings(self) -> int:
-        return len(self.text_embedding)
 
 
 class _GraphIO:

@@ -1,14 +1,15 @@
 """Sliding-window inference over a volume: where the tiles go, how they are weighted, how they are batched.
 
-Tiles are placed as nnU-Net places them: along each axis, the fewest steps of at most ``step_fraction``
-of the patch so that the first tile starts at 0 and the last one ends exactly at the border, the steps
-spread evenly in between. Each tile's logits are weighted by a Gaussian importance map (sigma = patch / 8,
+Tiles are placed as nnU-Net places them: along each axis, the fewest steps of at most ``tile_step`` times
+the patch (0.5: nnU-Net's half-patch step; 1: tiles that just touch) so that the first tile starts at 0
+and the last one ends exactly at the border, the steps spread evenly in between. Each tile's logits are weighted by a Gaussian importance map (sigma = patch / 8,
 peak 1, no zero anywhere, so every voxel has a weight) and the weighted sums are divided by the summed
 weights. The image encoder runs once per tile batch and the text-conditioned decoder once per finding on
 the same encoder features, so F findings cost one encoder pass plus F decoder passes.
 
 The work per tile is done by a *backend* (``TileBackend``): onnxruntime on the CPU or on CUDA
-(``rexground.infer.onnx_session``), or torch eager at export time for parity checks. The backend owns the
+(``rexground.infer.onnx_session``), or torch (``rexground.train.tile_backend``: training validation and
+the export's parity check). The backend owns the
 accumulation of weighted logits so that on a GPU the sums never leave the device.
 """
 
@@ -24,13 +25,20 @@ import numpy as np
 Shape3 = tuple[int, int, int]
 
 
-def tile_steps(image_size: int, patch_size: int, step_fraction: float = 0.5) -> list[int]:
+def check_tile_step(tile_step: float) -> float:
+    """The sliding-window step as a fraction of the patch, in (0, 1]; ValueError otherwise."""
+    value = float(tile_step)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"tile step must be in (0, 1] (a fraction of the patch), got {tile_step}")
+    return value
+
+
+def tile_steps(image_size: int, patch_size: int, tile_step: float = 0.5) -> list[int]:
     """Start offsets of the tiles along one axis (nnU-Net's rule). Requires image_size >= patch_size."""
     if patch_size <= 0 or image_size < patch_size:
         raise ValueError(f"image size {image_size} must be >= patch size {patch_size} > 0")
-    if not 0 < step_fraction <= 1:
-        raise ValueError(f"step_fraction must be in (0, 1], got {step_fraction}")
-    target_step = max(patch_size * step_fraction, 1.0)  # tiny patches: never two tiles at one place
+    check_tile_step(tile_step)
+    target_step = max(patch_size * tile_step, 1.0)  # tiny patches: never two tiles at one place
     n_steps = math.ceil((image_size - patch_size) / target_step) + 1
     max_start = image_size - patch_size
     if n_steps == 1:
@@ -40,10 +48,10 @@ def tile_steps(image_size: int, patch_size: int, step_fraction: float = 0.5) -> 
 
 
 def tile_starts(
-    image_shape: Sequence[int], patch_size: Sequence[int], step_fraction: float = 0.5
+    image_shape: Sequence[int], patch_size: Sequence[int], tile_step: float = 0.5
 ) -> list[Shape3]:
     """All tile start corners (z, y, x), in C order (x fastest), for an image at least as large as a patch."""
-    steps = [tile_steps(int(s), int(p), step_fraction) for s, p in zip(image_shape, patch_size, strict=True)]
+    steps = [tile_steps(int(s), int(p), tile_step) for s, p in zip(image_shape, patch_size, strict=True)]
     return [(z, y, x) for z in steps[0] for y in steps[1] for x in steps[2]]
 
 
@@ -98,6 +106,9 @@ def pad_to_patch(
 class TileBackend(Protocol):
     """Runs the network on tiles and accumulates Gaussian-weighted logits for every finding."""
 
+    def set_conditions(self, conditions: Any) -> None:
+        """The findings' decoder inputs (``rexground.infer.conditions.Conditions``) for the next volume."""
+
     def start(self, volume_shape: Shape3, n_findings: int, importance: np.ndarray) -> None:
         """Allocate (or zero) the accumulators for a new volume."""
 
@@ -140,7 +151,7 @@ def predict_logits(
     n_findings: int,
     patch_size: Sequence[int],
     *,
-    step_fraction: float = 0.5,
+    tile_step: float = 0.5,
     batch_size: int = 2,
     pad_values: Sequence[float] | None = None,
     progress: bool = False,
@@ -157,7 +168,7 @@ def predict_logits(
     patch = tuple(int(p) for p in patch_size)
     padded, region = pad_to_patch(volume, patch, pad_values or [0.0] * volume.shape[0])
     shape: Shape3 = tuple(padded.shape[1:])  # type: ignore[assignment]
-    starts = tile_starts(shape, patch, step_fraction)
+    starts = tile_starts(shape, patch, tile_step)
     importance = gaussian_importance(patch)
     backend.start(shape, n_findings, importance)
     batches = list(iter_batches(starts, max(1, batch_size)))

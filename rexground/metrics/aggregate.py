@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from rexground.categories import CATEGORY_CODES, FOCAL_CATEGORIES
 from rexground.metrics.results import CaseResult, FindingResult
-from rexground.text.query import CATEGORY_CODES, FOCAL_CATEGORIES
 
 MissingPolicy = Literal["zero", "drop"]
 

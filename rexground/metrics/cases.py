@@ -61,4 +61,9 @@ def evaluate_files(
         return CaseResult(name=name, status="error", error=f"{pred_path}: {exc}")
     except ValueError as exc:
         return CaseResult(name=name, status="error", error=f"{pred_path}: {exc}")
-    return result.model_copy(update={"distance_note": None if spacing is not None else note})
+    return result.model_copy(
+        update={
+            "distance_note": None if spacing is not None else note,
+            "warnings": tuple(f"{pred_path}: {w}" for w in result.warnings),  # the file the warning is about
+        }
+    )

@@ -2,8 +2,12 @@
 
 GT and prediction files are matched by the entry's name; predictions are read exactly as stored (raw array
 order) and compared with the GT in that same order. Cases run in worker processes, one case per task, so
-memory stays at about one case (uint8) per worker. Exit status 1 when any case is an error (unreadable
-file, shape mismatch); missing predictions are reported but are not errors.
+memory stays at about one case (uint8) per worker. A case whose file is unreadable, truncated, of the wrong
+shape or holds NaN is refused (an error, not scored); a float or 0/255 prediction is cast to uint8 as the
+official script does, with a warning naming the file. Errors are printed first, then the summary, which
+says how many cases were scored and how many refused. Exit status 1 when any case is refused; when no case
+could be scored there is no summary: metrics.json holds the errors and null metrics, and the exit status is
+1. Missing predictions are reported but are not errors.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from rexground.dataset import Dataset, DatasetEntry, load_dataset, mask_path, re
 from rexground.errors import InputFileError, RexgroundError
 from rexground.metrics.aggregate import aggregate
 from rexground.metrics.cases import evaluate_files
-from rexground.metrics.report import format_summary, metrics_document, write_metrics_json
+from rexground.metrics.report import format_problems, format_summary, metrics_document, write_metrics_json
 from rexground.metrics.results import CaseResult
 
 
@@ -38,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a missing prediction scores 0 (default) or is dropped like the official script")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="metrics.json to write")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--html", type=Path, default=None, metavar="REPORT",
+                        help="also write a self-contained HTML report: tables, Dice plots and, with --ct-dir, "
+                        "overlays of the worst findings")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,22 @@ def run_jobs(jobs: list[CaseJob], workers: int, progress: bool = True) -> list[C
     return [r for r in results if r is not None]
 
 
+def write_report(path: Path, summary, results, entries, jobs: list[CaseJob], settings: dict) -> None:
+    """The HTML report of ``rexground evaluate --html`` (see :mod:`rexground.metrics.html_report`)."""
+    from rexground.metrics.html_report import CaseFiles, write_html_report
+
+    sentences = {(e.name, key): text for e in entries for key, text in e.findings.items()}
+    files = {j.name: CaseFiles(j.gt_path, j.pred_path, j.ct_path) for j in jobs}
+    write_html_report(path, summary, results, sentences=sentences, files=files, settings=settings)
+
+
 def run(args: argparse.Namespace) -> int:
+    from rexground.output_paths import HTML_SUFFIXES, JSON_SUFFIXES, output_file
+    from rexground.preconditions import require_ground_truth
+
+    output_file(args.out, JSON_SUFFIXES, "--out", example="metrics.json")
+    if args.html:
+        output_file(args.html, HTML_SUFFIXES, "--html", example="report.html")
     dataset = load_dataset(args.dataset)
     split = pick_split(dataset, args.split)
     entries = dataset.split(split)
@@ -137,20 +159,25 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise RexgroundError(f"--workers must be at least 1, got {args.workers}")
     jobs = build_jobs(entries, args.gt_dir, args.pred_dir, args.ct_dir, args.global_only)
+    require_ground_truth(args.gt_dir, [job.gt_path for job in jobs])
+    if args.ct_dir is not None and not args.ct_dir.is_dir():
+        raise InputFileError(args.ct_dir, "CT folder does not exist")
     expected = {e.name for e in entries}
     extra = sorted(p.name for p in args.pred_dir.iterdir() if p.is_file() and p.name not in expected)
     results = run_jobs(jobs, args.workers, progress=not args.quiet)
     summary = aggregate(results, missing=args.missing, global_only=args.global_only)
+    scored = summary.n_cases > 0
     settings = {
         "dataset": str(args.dataset), "split": split, "gt_dir": str(args.gt_dir), "pred_dir": str(args.pred_dir),
         "ct_dir": str(args.ct_dir) if args.ct_dir else None, "global_only": args.global_only,
         "missing": args.missing,
     }  # fmt: skip
-    document = metrics_document(summary, results, settings=settings, extra_predictions=extra)
-    write_metrics_json(args.out, document)
-    print(format_summary(summary))
-    for item in document["warnings"][:10]:
-        print(f"warning: {item['name']}: {item['warning']}", file=sys.stderr)
+    document = metrics_document(
+        summary if scored else None, results, settings=settings, extra_predictions=extra
+    )
+    # Errors first: a refused case is never hidden behind a summary.
+    for line in format_problems(results):
+        print(line, file=sys.stderr)
     if document["missing"]:
         shown = ", ".join(document["missing"][:5]) + (" ..." if len(document["missing"]) > 5 else "")
         policy = "scored 0" if args.missing == "zero" else "dropped"
@@ -160,7 +187,16 @@ def run(args: argparse.Namespace) -> int:
             f"prediction files not in the dataset split ({len(extra)}): {', '.join(extra[:5])}",
             file=sys.stderr,
         )
-    for item in document["errors"]:
-        print(f"error: {item['name']}: {item['error']}", file=sys.stderr)
+    sys.stderr.flush()
+    write_metrics_json(args.out, document)
+    counts = document["counts"]
+    if not scored:
+        print(f"no case could be scored: {counts['refused']} refused, {counts['missing']} missing of "
+              f"{counts['cases']}; {args.out} holds the errors and no metrics")  # fmt: skip
+        return 1
+    print(format_summary(summary))
     print(f"wrote {args.out}")
+    if args.html:
+        write_report(args.html, summary, results, entries, jobs, settings)
+        print(f"wrote {args.html}")
     return 1 if document["errors"] else 0

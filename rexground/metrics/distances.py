@@ -31,20 +31,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from rexground.categories import DIFFUSE_CATEGORIES
 from rexground.metrics.results import DistanceMatch, FindingDistance
-from rexground.text.query import CATEGORY_CODES
 
 if TYPE_CHECKING:
     from rexground.metrics.official import ChannelData
 
 THRESHOLD_SPACINGS = 2.0
-NON_FOCAL_CATEGORIES = frozenset(c for c in CATEGORY_CODES if c.startswith("1"))
 _STRUCTURE_6 = ndimage.generate_binary_structure(3, 1)
 
 
 def distance_kind(category: str) -> str:
     """'assd' for the non-focal categories 1a-1f, 'centroid' for focal and unknown ones."""
-    return "assd" if category in NON_FOCAL_CATEGORIES else "centroid"
+    return "assd" if category in DIFFUSE_CATEGORIES else "centroid"
 
 
 def distance_threshold_mm(spacing: tuple[float, float, float]) -> float:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from rexground.text.query import FOCAL_CATEGORIES
+from rexground.categories import FOCAL_CATEGORIES
 
 
 class _Frozen(BaseModel):

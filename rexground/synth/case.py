@@ -190,7 +190,9 @@ def generate_case(seed: int, size: str = "small", categories: Sequence[str] | No
     """Generate one phantom case, deterministic per (seed, size, categories).
 
     ``categories`` forces the findings' categories (1 to 5 codes); by default 1-5 are drawn, the first
-    being CATEGORY_CODES[seed % 14] so that any 14 consecutive seeds cover every category.
+    being CATEGORY_CODES[seed % 14] so that any 14 consecutive seeds cover every category. A finding that
+    cannot be drawn where it was planned is dropped, so ``findings`` may be empty (seed 3031 is such a
+    case): a scan with nothing to describe, which the dataset writer and the training benchmark skip.
     """
     from rexground.synth.findings import add_findings
 

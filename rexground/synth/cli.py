@@ -20,10 +20,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rexground.output_paths import output_folder
     from rexground.synth.writer import write_dataset
 
     if args.cases < 1:
         raise SystemExit("rexground synth: error: --cases must be at least 1")
+    import json
+
+    from rexground.logs import setup_cli_logging
+
+    output_folder(args.out, "--out")
+    setup_cli_logging()
     path = write_dataset(args.out, args.cases, args.seed, size=args.size, workers=max(1, args.workers))
-    print(f"wrote {args.cases} phantom cases; dataset: {path}")
+    written = sum(len(entries) for entries in json.loads(path.read_text()).values())
+    skipped = f" ({args.cases - written} drew no finding: skipped)" if written < args.cases else ""
+    print(f"wrote {written} of {args.cases} phantom cases{skipped}; dataset: {path}")
     return 0

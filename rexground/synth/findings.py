@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from rexground.categories import CATEGORY_CODES
 from rexground.synth.anatomy import (
     AIR,
     FLUID,
@@ -30,12 +31,6 @@ from rexground.synth.anatomy import (
     _seg_dist,
 )
 
-# The challenge's 14 category codes (as rexground.text.query.CATEGORY_CODES; not imported, to keep the
-# generator free of the text stack's imports).
-CATEGORY_CODES: tuple[str, ...] = (
-    "1a", "1b", "1c", "1d", "1e", "1f",
-    "2a", "2b", "2c", "2d", "2e", "2f", "2g", "2h",
-)  # fmt: skip
 # Category shares of real findings (validation), with the rarer ones raised so that phantoms exercise them.
 CATEGORY_WEIGHTS: dict[str, float] = {
     "2d": 0.26, "2a": 0.12, "2c": 0.12, "2b": 0.10, "2e": 0.05, "2g": 0.03, "2f": 0.03, "2h": 0.04,

@@ -16,13 +16,15 @@ Layout under ``out_dir`` (the challenge's, see docs/CHALLENGE.md "Data layout"):
   exhaustive entity count (facts real data does not have; used by tests and benchmarks).
 
 Each case's entry is kept in ``entries/<name>.json`` once its files are written, so an interrupted run
-resumes where it stopped and a rerun with the same arguments rewrites nothing.
+resumes where it stopped and a rerun with the same arguments rewrites nothing. A phantom whose findings could
+not be drawn (it happens: a plan whose lobes were all taken) has no finding; it is left out of the dataset,
+with a warning that counts such cases (its record says why), so ``--cases N`` may write fewer than N scans.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,8 @@ import SimpleITK as sitk
 
 from rexground.io import atomic_path, write_channels
 from rexground.synth.case import PhantomCase, generate_case
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 MAX_DRAWN_INSTANCES = 3  # the training split's annotation protocol
@@ -109,6 +113,12 @@ def write_case(out_dir: Path, seed: int, index: int, size: str) -> dict:
         if record.get("ident") == ident:
             return record
     case = generate_case(case_seed(seed, index), size)
+    if not case.findings:
+        # Nothing could be drawn where the plan put it: a scan with no finding has nothing to ground (and
+        # ReXGroundingCT has no such entry), so it is left out of the dataset, counted, never written.
+        record = {"ident": ident, "split": split, "entry": None, "skipped": "no finding could be drawn"}
+        _write_json(entry_file, record)
+        return record
     geom = case.geometry
     path = ct_path(out_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +179,12 @@ def write_dataset(
     else:
         records = [write_case(out_dir, seed, i, size) for i in tqdm(indices, desc="phantoms", unit="case")]
 
+    skipped = [r for r in records if r["entry"] is None]
+    if skipped:
+        log.warning(
+            "%d of %d phantom cases drew no finding and were left out of the dataset", len(skipped), n_cases
+        )
+    records = [r for r in records if r["entry"] is not None]
     dataset = {split: [r["entry"] for r in records if r["split"] == split] for split in SPLITS}
     challenge = {
         "val": dataset["val"],
@@ -179,7 +195,3 @@ def write_dataset(
     dataset_path = out_dir / "dataset.json"
     _write_json(dataset_path, dataset)
     return dataset_path
-
-
-def default_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 1) - 1))

@@ -28,8 +28,9 @@ from typing import get_args
 
 import numpy as np
 
+from rexground.categories import CATEGORY_CODES
 from rexground.text.location import SEGMENT_ORDER
-from rexground.text.query import CATEGORY_CODES, FindingQuery, Lobe, Multiplicity, Side, Zone
+from rexground.text.query import FindingQuery, Lobe, Multiplicity, Side, Zone
 
 QUERY_FEATURE_VERSION = 1
 

@@ -7,8 +7,11 @@ engines fall back to the whole lungs for it.
 What the fields mean (the contract the engines read):
 - ``category``: the strongest finding word decides (a specific noun over a modifier over a generic word);
   among equals the first noun phrase, and within a noun phrase its last noun ("ground glass nodule": 2d;
-  "consolidation with ground glass halo": 2b). Confidence 0.95 / 0.9 / 0.6 / 0.35 by the word's strength,
-  0.15 less when another category was named as strongly.
+  "consolidation with ground glass halo": 2b); a preposition or participle between two words starts a new
+  phrase ("consolidations accompanying honeycomb appearance": 2b), a size between them does not ("ground glass
+  like 5 mm nodule": 2d). What each code covers is the dataset's own categorisation schema (see ``vocab``).
+  Confidence 0.95 / 0.9 / 0.6 / 0.35 by the word's strength, 0.15 less when another category was named as
+  strongly.
 - ``lobes``: the lobes the sentence names or implies ("basal segments" -> the lower lobes, "middle lobe" ->
   RML). ``LUL`` means the whole left upper lobe, the lingula included; ``lingula`` means the lingula alone, and
   replaces ``LUL`` when the sentence names the lingula with its parent ("inferior lingular segment of the left
@@ -64,7 +67,9 @@ class _Hit:
 def _category_hits(text: str) -> list[_Hit]:
     hits = [
         _Hit(m.start(), m.end(), cat, strength, m.group(0))
-        for pattern, cat, strength in vocab.COMPILED_CATEGORY_TERMS
+        for any_term, terms in vocab.CATEGORY_TERM_GROUPS
+        if any_term.search(text)
+        for pattern, cat, strength in terms
         for m in pattern.finditer(text)
     ]
     # a match inside a longer one is part of that term ("centrilobular nodules" is not also "nodules")
@@ -82,9 +87,17 @@ def _category_hits(text: str) -> list[_Hit]:
 
 
 _PHRASE_GAP = re.compile(r"\s*(?:[a-z]+\s+){0,2}")
+# A preposition, verb or participle between two finding words starts a new phrase ("consolidations
+# accompanying honeycomb appearance" is a consolidation); adjacent words are one phrase with its head last.
 _PHRASE_BREAK = re.compile(
     r"\b(?:with|in|of|at|on|and|or|along|within|without|involving|including|from|to|and|but|than|as|"
-    r"is|are|was|were|suggest\w*|consistent|compatible|likely|versus|vs)\b"
+    r"is|are|was|were|suggest\w*|consistent|compatible|likely|versus|vs|accompan\w*|associated|causing|"
+    r"caused|surround\w*|around|adjacent|near|showing|containing|extending|together|due|secondary|after|"
+    r"distal|proximal|leading|resulting|seen|observed|noted)\b"
+)
+# A size between two words of one phrase does not break it ("ground glass like 5 mm diameter nodule").
+_SIZE_IN_GAP = re.compile(
+    r"\d+(?:\.\d+)?(?:\s*x\s*\d+(?:\.\d+)?)*\s*(?:mm|cm)\b(?:\s+(?:in\s+)?(?:diameter|size|sized))?|\bdiameter\b"
 )
 
 
@@ -101,7 +114,7 @@ def _decisive(text: str, hits: list[_Hit]) -> _Hit | None:
     best = [h for h in hits if h.strength == top]
     head = best[0]
     for nxt in best[1:]:
-        gap = text[head.end : nxt.start]
+        gap = _SIZE_IN_GAP.sub(" ", text[head.end : nxt.start])
         if nxt.start >= head.end and _PHRASE_GAP.fullmatch(gap) and not _PHRASE_BREAK.search(gap):
             head = nxt
         else:

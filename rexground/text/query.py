@@ -6,27 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CATEGORY_CODES: tuple[str, ...] = (
-    "1a", "1b", "1c", "1d", "1e", "1f",
-    "2a", "2b", "2c", "2d", "2e", "2f", "2g", "2h",
-)  # fmt: skip
-CATEGORY_NAMES: dict[str, str] = {
-    "1a": "bronchial wall thickening",
-    "1b": "bronchiectasis",
-    "1c": "emphysema",
-    "1d": "septal thickening",
-    "1e": "micronodules",
-    "1f": "other diffuse",
-    "2a": "linear opacities",
-    "2b": "atelectasis / consolidation",
-    "2c": "ground-glass opacity",
-    "2d": "nodule / mass",
-    "2e": "pleural effusion / thickening",
-    "2f": "honeycombing",
-    "2g": "pneumothorax",
-    "2h": "other focal",
-}
-FOCAL_CATEGORIES = frozenset(c for c in CATEGORY_CODES if c.startswith("2"))
+# Re-exported for code written before rexground.categories existed; the package imports them from there.
+from rexground.categories import CATEGORY_CODES, CATEGORY_NAMES, FOCAL_CATEGORIES  # noqa: F401
 
 Side = Literal["left", "right", "bilateral", "unspecified"]
 Lobe = Literal["RUL", "RML", "RLL", "LUL", "lingula", "LLL"]

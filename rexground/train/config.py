@@ -15,9 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rexground.errors import InputFileError
-from rexground.model_package import IntensityNormalisation
-
-TEXT_EMBEDDING_DIM = 384  # all-MiniLM-L6-v2 class sentence encoders
+from rexground.infer.conditions import TEXT_EMBEDDING_DIM
+from rexground.infer.package import IntensityNormalisation
 
 
 def _default_query_dim() -> int:
@@ -197,7 +196,21 @@ class TrainConfig(BaseModel):
     log_every: int = Field(50, ge=1)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    val_overlap: float = Field(0.5, ge=0.0, lt=1.0)
+    # Sliding-window step as a fraction of the patch (0.5: half-patch steps), for validation and, through
+    # the exported manifest, the network engine's default (``--tile-step`` overrides it at run time).
+    tile_step: float = Field(0.5, gt=0.0, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_overlap(cls, raw):
+        # Configs and checkpoints written before the step had one name gave the overlap instead.
+        if isinstance(raw, dict) and "val_overlap" in raw:
+            raw = dict(raw)
+            overlap = raw.pop("val_overlap")
+            if "tile_step" in raw:
+                raise ValueError("give tile_step only (val_overlap is its old, inverted form)")
+            raw["tile_step"] = round(1.0 - float(overlap), 6)
+        return raw
 
     @model_validator(mode="after")
     def _check_consistency(self) -> TrainConfig:

@@ -9,7 +9,8 @@ in a few milliseconds (format and measurements there), and ``rexground.train.pre
 a whole split (``rexground prepare``). Network channels are built per patch (``PreparedCase.image_patch``):
 CT normalised as inference normalises it, anatomy expanded. Scans read from files are cropped to the body box
 first (as inference crops them); validation cases also keep their whole native-grid entity labels for the
-official metrics.
+official metrics, and their CT channel as float32 network values (``norm_float32``): their image is then
+exactly the network input inference computes for the CT, so validation scores what the package answers.
 
 Partial labels. In the training split at most ``partial_label_cap`` (3) instances of a finding were drawn,
 so when a finding has exactly that many instances, other look-alike lesions in the scan may be the same
@@ -45,14 +46,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from rexground.infer.package import IntensityNormalisation
 from rexground.infer.preprocess import air_value, normalise
-from rexground.io import atomic_path, resample_zyx
-from rexground.model_package import IntensityNormalisation
+from rexground.io import resample_zyx
 from rexground.train.anatomy_codec import AnatomyCodec, EncodedAnatomy
 from rexground.train.config import DataConfig, InputSpec
 
 MAX_FG_COORDS = 20_000  # per finding, enough for sampling centres
-CT_ENCODINGS = ("hu_int16", "norm_float16")
+CT_ENCODINGS = ("hu_int16", "norm_float16", "norm_float32")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ class CtEncoding:
     most from the float value; 20% smaller compressed than float16 on real CTs, see ``cache``), normalised
     per patch exactly as inference normalises. ``norm_float16``: the network values in float16, as cache
     format 2 held them (the anatomy channels are rounded to float16 too, which changes only the coordinate
-    levels): the learning benchmark's in-memory phantoms, so its batches stay bit for bit what they were."""
+    levels): the learning benchmark's in-memory phantoms, so its batches stay bit for bit what they were.
+    ``norm_float32``: the network values themselves, for validation cases: their image is exactly what
+    ``rexground.infer.preprocess.prepare`` computes, so validation's Dice is the exported package's."""
 
     kind: str
     intensity: IntensityNormalisation
@@ -77,21 +80,21 @@ class CtEncoding:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(np.int16 if self.kind == "hu_int16" else np.float16)
+        return np.dtype({"hu_int16": np.int16, "norm_float16": np.float16, "norm_float32": np.float32}[self.kind])
 
     def encode(self, hu_clipped: np.ndarray) -> np.ndarray:
         """Padding-clipped HU (float) at the model's spacing -> the stored array."""
         if self.kind == "hu_int16":
             window = np.clip(hu_clipped, self.intensity.clip_min, self.intensity.clip_max)
             return np.rint(window).astype(np.int16)
-        return normalise(hu_clipped, self.intensity).astype(np.float16)
+        return normalise(hu_clipped, self.intensity).astype(self.dtype)
 
     @property
     def pad_value(self) -> float:
         """Air (-1024 HU) in stored units: what a patch reaching outside the volume is padded with."""
         if self.kind == "hu_int16":
             return -1024.0
-        return float(np.float16(air_value(self.intensity)))
+        return float(self.dtype.type(air_value(self.intensity)))
 
     def decode(self, stored: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Stored array -> float32 network values."""
@@ -237,12 +240,13 @@ def prepare_arrays(
     ``anatomy``: the prior masks on the CT grid ({channel: uint8}, as ``anatomy_channels.masks_from_anatomy``
     gives them) or already packed words (``anatomy_codec.encode_anatomy``); both give the same case. ``crop``
     (e.g. the body box inference crops to) limits the training arrays; native labels stay whole.
-    ``ct_encoding``: see :class:`CtEncoding`."""
+    ``ct_encoding``: see :class:`CtEncoding`; it applies to training cases: a validation case
+    (``keep_native_labels``) always stores ``norm_float32``, exactly the network input inference computes."""
     if entities_fzyx.shape[1:] != hu_clipped_zyx.shape:
         raise ValueError(f"{name}: mask shape {entities_fzyx.shape[1:]} != CT shape {hu_clipped_zyx.shape}")
     if len(texts) != entities_fzyx.shape[0] or len(categories) != len(texts):
         raise ValueError(f"{name}: {entities_fzyx.shape[0]} mask channels for {len(texts)} findings")
-    encoding = CtEncoding(ct_encoding, spec.intensity)
+    encoding = CtEncoding("norm_float32" if keep_native_labels else ct_encoding, spec.intensity)
     native_shape = tuple(int(n) for n in hu_clipped_zyx.shape)
     native_entities = entities_fzyx
     if crop is not None:
@@ -300,7 +304,7 @@ def prepare_arrays(
     return PreparedCase(
         name=name,
         split=split,
-        ct=encoding.encode(hu) if encoding.kind == "hu_int16" else ct.astype(np.float16),
+        ct=encoding.encode(hu) if encoding.kind == "hu_int16" else ct.astype(encoding.dtype),
         ct_encoding=encoding,
         anatomy=words,
         anatomy_codec=codec,
@@ -365,11 +369,6 @@ def _cache_key(spec: InputSpec, data: DataConfig, extra: dict) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=1))
 
 
 # ---- patch sampling ------------------------------------------------------------------------------------

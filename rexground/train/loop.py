@@ -27,7 +27,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from rexground.errors import InputFileError
-from rexground.infer.preprocess import air_value
 from rexground.train.augment import random_affines, spatial_augment
 from rexground.train.checkpoint import read_checkpoint, save_checkpoint
 from rexground.train.config import OptimConfig, TrainConfig
@@ -166,7 +165,8 @@ def _check_run_folder(out_dir: Path, config: TrainConfig, resume: bool) -> None:
             out_dir, "already holds a training run (checkpoints/last.pt); pass --resume or use a new folder"
         )
     if resume and cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
+        # Read through the config model, so a run folder written by an older rexground compares equal.
+        old = TrainConfig.model_validate(json.loads(cfg_path.read_text())).model_dump(mode="json")
         new = config.model_dump(mode="json")
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -291,7 +291,6 @@ def _train(
         num_workers=config.data.num_workers,
         pin_memory=dev.type == "cuda",
     )
-    pad = air_value(config.input.intensity)
     log = JsonlLog(out_dir / "log.jsonl" if info.is_main else None)
     bar = None
     if progress and info.is_main:
@@ -363,12 +362,10 @@ def _train(
                     emb_table,
                     query_table,
                     text_index,
-                    config.input.patch_size_zyx,
-                    config.input.spacing_zyx,
-                    pad,
+                    config.input,
                     config.threshold,
+                    config.tile_step,
                     dev,
-                    1.0 - config.val_overlap,
                     dtype,
                 )
                 log.write({"step": done, "val": val_result, "peak_rss_gb": peak_rss_gb()})

@@ -161,7 +161,7 @@ def prepare_split(
     """Prepare (and cache) the scans of ``split``; this shard prepares every ``world_size``-th one from
     ``rank``. ``folders`` lists *all* the split's scans (complete once every shard has finished: call a
     barrier). Scans cached in another format are rebuilt with ``rebuild_old`` and refused otherwise."""
-    from rexground.dataset import load_dataset
+    from rexground.dataset import load_dataset, split_by_findings
     from rexground.train.cache import cache_status, format_error
     from rexground.train.data import legacy_cache_key, spec_cache_key
 
@@ -172,7 +172,10 @@ def prepare_split(
     if not dataset_json.is_file():
         raise InputFileError(data_dir, "holds no dataset.json (expected a ReXGroundingCT-format folder)")
     ct_root = Path(ct_root) if ct_root is not None else default_ct_root(data_dir)
-    entries = list(load_dataset(dataset_json).split(split))[:limit]
+    entries, no_findings = split_by_findings(list(load_dataset(dataset_json).split(split))[:limit])
+    say = log or (lambda line: print(line, file=sys.stderr))
+    if no_findings and rank == 0:  # nothing to train on or to validate: skipped, counted
+        say(f"prepare {split}: {len(no_findings)} scan(s) without findings skipped (e.g. {no_findings[0].name})")
     cache_root = Path(cache_root)
     base = cache_root / spec_cache_key(spec, data) / split
     folders = [base / Path(e.name).name.split(".")[0] for e in entries]
@@ -182,7 +185,6 @@ def prepare_split(
     status = {f: cache_status(f) for _, f in mine}
     todo = [(e, f) for e, f in mine if status[f] != "ok"]
     result.cached = len(mine) - len(todo)
-    say = log or (lambda line: print(line, file=sys.stderr))
     old = [f for _, f in todo if status[f] == "old"]
     if old and not rebuild_old:
         raise format_error(old[0], "other than 3")
@@ -353,10 +355,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_summary(key_dir: Path, rank: int, world: int, results: list[SplitResult]) -> None:
-    from rexground.train.data import write_json_atomic
+    from rexground.io import write_json
 
     key_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
+    write_json(
         key_dir / f"prepare-shard{rank}of{world}.json",
         {
             r.split: {

@@ -5,7 +5,7 @@ Embedders, chosen by ``InputSpec.text_encoder``:
 
 * ``"minilm"``: the package's ONNX sentence encoder (``rexground.text.encoder.SentenceEncoder``), the one the
   exported model package ships; the one to train real models with.
-* ``"hashing-test"``: ``HashingTestEmbedder``, TEST-ONLY. A deterministic signed feature-hashing of words and
+* ``"hashing-test"``: ``rexground.infer.conditions.HashingTestEmbedder``, TEST-ONLY. A deterministic signed feature-hashing of words and
   word pairs into 384 dimensions. It needs no model files, so unit tests and CPU smoke runs work anywhere,
   but it knows no synonyms, so a network trained on it does not transfer to an exported package with the
   real encoder. It is only ever used when a config names it (the ``real`` config does not), and the
@@ -15,42 +15,12 @@ Embedders, chosen by ``InputSpec.text_encoder``:
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from rexground.train.config import TEXT_EMBEDDING_DIM
-
-HASHING_TEST_EMBEDDER = "hashing-test"
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-class HashingTestEmbedder:
-    """TEST-ONLY sentence embedder (see the module docstring): unit-norm signed hashing of words and bigrams."""
-
-    name = HASHING_TEST_EMBEDDER
-
-    def __init__(self, dim: int = TEXT_EMBEDDING_DIM):
-        self.dim = dim
-
-    def _features(self, text: str) -> list[str]:
-        words = _WORD.findall(text.lower())
-        return words + [f"{a}_{b}" for a, b in itertools.pairwise(words)]
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, text in enumerate(texts):
-            for feat in self._features(text):
-                h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
-                out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
-            norm = np.linalg.norm(out[i])
-            if norm > 0:
-                out[i] /= norm
-        return out
+from rexground.infer.conditions import HASHING_TEST_EMBEDDER, TEXT_EMBEDDING_DIM, HashingTestEmbedder
 
 
 def make_text_embedder(name: str):

@@ -1,115 +1,64 @@
-"""Validation during training: sliding-window prediction with the torch network on held-out scans, scored
-with the official logic (``rexground.metrics``) on each scan's canonical CT grid.
+"""Validation during training: held-out scans through the inference path's own route, with the torch network
+as the tile backend, scored with the official logic (``rexground.metrics``) on each scan's CT grid.
 
-The tiling, Gaussian weighting and averaging are the inference path's own (``rexground.infer``), with a
-torch backend in place of onnxruntime, so the validation number is the number the exported model gets
-(up to ONNX numerics). Predictions are resampled back to the native grid, thresholded and filtered by the
-shared postprocessing (never empty), then scored against the exhaustive native entity labels. Dice and
-component filtering do not depend on the axis order, so scoring in canonical order equals raw order.
+The network input of a validation case is the one ``rexground.infer.preprocess.prepare`` computes for its
+CT (the cache keeps validation images in float32 for this); the sliding window, and the way from logits
+back to a postprocessed mask on the CT grid, are ``rexground.infer.scan`` and ``rexground.infer.masks``:
+the very code the network engine runs. So the per-case Dice reported here is the one the exported package
+gets in ``rexground predict-case`` / the container, scored by ``rexground evaluate``, up to the float
+arithmetic of torch versus onnxruntime. Dice and component filtering do not depend on the axis order, so
+scoring in canonical order equals scoring in raw order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from rexground.infer.preprocess import sigmoid_
-from rexground.infer.sliding_window import HostAccumulator, predict_logits
-from rexground.io import resample_zyx
+from rexground.infer.conditions import Conditions
+from rexground.infer.masks import scan_masks
+from rexground.infer.preprocess import PreparedVolume, air_value
+from rexground.infer.scan import ScanLogits, network_logits
 from rexground.metrics.aggregate import aggregate
 from rexground.metrics.official import evaluate_case
-from rexground.postprocess import postprocess
+from rexground.train.config import InputSpec
 from rexground.train.data import PreparedCase
 from rexground.train.network import GroundingNet
+from rexground.train.tile_backend import TorchTileBackend
 
 
-class TorchTileBackend:
-    """``rexground.infer.sliding_window.TileBackend`` on a torch network (eval mode, no grad)."""
-
-    def __init__(
-        self, net: GroundingNet, text_emb: torch.Tensor, query_feat: torch.Tensor, device, amp_dtype=None
-    ):
-        self.net, self.device, self.amp_dtype = net, device, amp_dtype
-        self.text_emb, self.query_feat = text_emb.to(device), query_feat.to(device)
-        self.acc = HostAccumulator()
-
-    def start(self, volume_shape, n_findings, importance):
-        self.acc.start(volume_shape, n_findings, importance)
-
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    @torch.no_grad()
-    def encode(self, tiles: np.ndarray):
-        with self._autocast():
-            return self.net.encode_image(torch.from_numpy(tiles).to(self.device))
-
-    @torch.no_grad()
-    def decode_accumulate(self, features, finding: int, starts):
-        b = features[0].shape[0]
-        t = self.text_emb[finding : finding + 1].expand(b, -1)
-        q = self.query_feat[finding : finding + 1].expand(b, -1)
-        with self._autocast():
-            logits = self.net.decode(*features, t, q)
-        self.acc.add(finding, logits.float().cpu().numpy(), starts)
-
-    def finish(self) -> np.ndarray:
-        return self.acc.finish()
+def network_input(case: PreparedCase, spec: InputSpec) -> PreparedVolume:
+    """A prepared case as the inference path's ``PreparedVolume``: its image at the model's spacing, the
+    crop of the CT grid it covers, and the grids and padding values to map results back."""
+    image = np.asarray(case.image, dtype=np.float32)
+    return PreparedVolume(
+        image=image,
+        crop=case.crop_slices,
+        ct_shape=tuple(int(n) for n in case.native_shape),  # type: ignore[arg-type]
+        ct_spacing=tuple(float(s) for s in case.native_spacing),  # type: ignore[arg-type]
+        model_spacing=tuple(float(s) for s in spec.spacing_zyx),  # type: ignore[arg-type]
+        pad_values=(air_value(spec.intensity), *([0.0] * (image.shape[0] - 1))),
+    )
 
 
-def predict_case_probabilities(
+def case_logits(
     net: GroundingNet,
     case: PreparedCase,
-    text_emb: torch.Tensor,
-    query_feat: torch.Tensor,
-    patch_size: Sequence[int],
-    pad_value: float,
-    device: torch.device,
-    step_fraction: float = 0.5,
-    amp_dtype=None,
-) -> np.ndarray:
-    """(F, Z, Y, X) probabilities at the model's spacing for the case's findings (rows of text_emb)."""
-    backend = TorchTileBackend(net, text_emb, query_feat, device, amp_dtype)
-    volume = np.asarray(case.image, dtype=np.float32)
-    pads = [pad_value] + [0.0] * (volume.shape[0] - 1)
-    logits = predict_logits(
-        volume,
-        backend,
-        text_emb.shape[0],
-        patch_size,
-        step_fraction=step_fraction,
+    conditions: Conditions,
+    spec: InputSpec,
+    tile_step: float,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
+) -> ScanLogits:
+    """The case's findings (rows of ``conditions``) through the torch network: averaged logits at the model's
+    spacing, ready for ``rexground.infer.masks``."""
+    backend = TorchTileBackend(net, device, amp_dtype)
+    return network_logits(
+        network_input(case, spec), backend, conditions, patch_size=spec.patch_size_zyx, tile_step=tile_step,
         batch_size=2,
-        pad_values=pads,
-    )
-    # the inference path's logistic: no overflow warning
-    return sigmoid_(np.asarray(logits, dtype=np.float32))
-
-
-def native_probabilities(probs: np.ndarray, case: PreparedCase, model_spacing) -> Iterator[np.ndarray]:
-    """Each finding's probabilities at the model's spacing on the case's native canonical grid (resampled
-    onto the crop's exact grid, pasted into the full grid), one finding at a time to bound memory. The
-    yielded array is reused: copy it to keep it."""
-    crop = case.crop_slices
-    crop_shape = tuple(s.stop - s.start for s in crop)
-    full = np.zeros(case.native_shape, np.float32)
-    for f in range(probs.shape[0]):
-        full[crop] = resample_zyx(
-            probs[f].astype(np.float32), model_spacing, case.native_spacing, order=1, shape=crop_shape
-        )
-        yield full
-
-
-def case_masks(probs: np.ndarray, case: PreparedCase, model_spacing, threshold: float) -> np.ndarray:
-    """Probabilities at the model's spacing -> (F, z, y, x) uint8 masks on the case's native canonical grid
-    (thresholded and filtered by the shared postprocessing)."""
-    out = np.zeros((probs.shape[0], *case.native_shape), np.uint8)
-    for f, full in enumerate(native_probabilities(probs, case, model_spacing)):
-        out[f] = postprocess(full, threshold)
-    return out
+    )  # fmt: skip
 
 
 def validate(
@@ -118,32 +67,23 @@ def validate(
     emb_table: torch.Tensor,
     query_table: torch.Tensor,
     text_index: dict[str, int],
-    patch_size: Sequence[int],
-    model_spacing: Sequence[float],
-    pad_value: float,
+    spec: InputSpec,
     threshold: float,
-    device: torch.device,
-    step_fraction: float = 0.5,
-    amp_dtype=None,
+    tile_step: float,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
 ) -> dict:
-    """Per-case Dice (the leaderboard number), per-finding Dice and hit rate over ``cases``."""
+    """Per-case Dice (the leaderboard number), per-finding Dice and hit rate over ``cases``, and per case
+    each finding's Dice and predicted voxels (after the official component filter), as
+    ``rexground evaluate`` reports them."""
     was_training = net.training
     net.eval()
     results = []
     for case in cases:
         idx = torch.as_tensor([text_index[t] for t in case.texts])
-        probs = predict_case_probabilities(
-            net,
-            case,
-            emb_table[idx],
-            query_table[idx],
-            patch_size,
-            pad_value,
-            device,
-            step_fraction,
-            amp_dtype,
-        )
-        pred = case_masks(probs, case, model_spacing, threshold)
+        conditions = Conditions(emb_table[idx].float().cpu().numpy(), query_table[idx].float().cpu().numpy())
+        scan = case_logits(net, case, conditions, spec, tile_step, device, amp_dtype)
+        pred = scan_masks(scan, threshold)
         results.append(
             evaluate_case(case.labels_native(), pred, case.categories, name=case.name, global_only=True)
         )
@@ -155,4 +95,7 @@ def validate(
         "hit_rate": float(np.mean([f.hit for r in results for f in r.findings])),
         "n_cases": len(results),
         "per_case": {r.name: r.mean_dice for r in results},
+        "per_finding": {
+            r.name: [{"dice": f.dice, "pred_voxels": f.pred_voxels} for f in r.findings] for r in results
+        },
     }

@@ -56,7 +56,7 @@ def check(
     import SimpleITK as sitk
 
     from rexground.io import read_mask_raw
-    from rexground.predictor import CaseResult
+    from rexground.predictor import CaseRecord
 
     checks: list[tuple[bool, str]] = [
         (exit_code == expect.exit_code, f"exit code {exit_code} (want {expect.exit_code})")
@@ -111,7 +111,7 @@ def check(
     checks.append((all(v > 0 for v in voxels), f"no empty finding mask (voxels per finding {voxels})"))
 
     try:
-        result = CaseResult.model_validate_json((output_dir / RESULTS_RELATIVE).read_text())
+        result = CaseRecord.model_validate_json((output_dir / RESULTS_RELATIVE).read_text())
         ok = [f.voxels for f in result.findings] == voxels
         checks.append((ok, f"results.json matches the mask (engine {result.engine}: {result.engine_reason})"))
     except Exception as exc:  # any parse or validation problem is a failed check, reported

@@ -19,7 +19,7 @@ from pathlib import Path
 def export_tiny(out: Path) -> None:
     import torch
 
-    from rexground.onnx_export import export_network
+    from rexground.export.package import export_network
     from rexground.train.config import InputSpec, NetConfig, TrainConfig
     from rexground.train.network import GroundingNet
 

@@ -40,7 +40,7 @@ mv "$image_file.partial" "$image_file"
 echo "image tarball: $image_file ($(du -h "$image_file" | cut -f1))"
 
 if [ -n "$MODEL" ]; then
-  "$PYTHON" -c "import sys; from rexground.model_package import load_package; load_package(sys.argv[1])" "$MODEL"
+  "$PYTHON" -c "import sys; from rexground.infer.package import load_package; load_package(sys.argv[1])" "$MODEL"
   model_file="$OUT/model.tar.gz"
   TMP_FILES+=("$model_file.partial")
   # The package's files at the archive root: the platform extracts it to /opt/ml/model/.

@@ -5,7 +5,9 @@
 # is run as well and its Dice against the expert contour reported.
 # Each case also runs through inference.py on the host, and the container's mask must match that one.
 # A tiny exported model package is mounted at /opt/ml/model for two more cases (when torch is on the host).
-# Usage: scripts/container/test-run.sh [--tag NAME] [--memory 8g] [--no-real] [--no-model] [CASE ...]
+# --large adds a 768 x 768 x 1005 CT (make_test_cases.py --large, minutes of CPU) that must complete under the
+# memory cap; every case reports the entrypoint's peak memory, and an exit 137 is named as out of memory.
+# Usage: scripts/container/test-run.sh [--tag NAME] [--memory 8g] [--no-real] [--no-model] [--large] [CASE ...]
 #   extra run flags (e.g. --gpus all) via RUN_FLAGS="..."
 set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,6 +18,7 @@ TAG="rexground-algorithm:cpu"
 MEMORY="8g"
 REAL=1
 MODEL=1
+LARGE=0
 CASES=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,7 +26,8 @@ while [ $# -gt 0 ]; do
     --memory) MEMORY="$2"; shift ;;
     --no-real) REAL=0 ;;
     --no-model) MODEL=0 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --large) LARGE=1 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     -*) echo "unknown argument: $1" >&2; exit 2 ;;
     *) CASES+=("$1") ;;
   esac
@@ -57,7 +61,12 @@ run_case() {
   # shellcheck disable=SC2086
   "${ENGINE[@]}" "${PLATFORM_RUN[@]}" --memory "$MEMORY" --memory-swap "$MEMORY" --shm-size 128m \
     "${mounts[@]}" ${RUN_FLAGS:-} "$TAG" >"$WORK/$name/stdout" 2>"$WORK/$name/stderr" || rc=$?
-  echo "== $name: exit $rc in $((SECONDS - start)) s"
+  local peak
+  peak="$(grep -o 'peak memory [0-9.]* GB' "$WORK/$name/stdout" || true)"
+  echo "== $name: exit $rc in $((SECONDS - start)) s${peak:+; $peak}"
+  if [ "$rc" = 137 ]; then
+    echo "   $name was killed (exit 137): out of memory under the --memory $MEMORY cap" >&2
+  fi
   if ! "$PYTHON" "$SCRIPT_DIR/compare_output.py" --name "$name" --input "$input" --output "$out" \
       --expect "$expect" --exit-code "$rc" --stdout "$WORK/$name/stdout" --stderr "$WORK/$name/stderr" \
       "${host_flags[@]}"; then
@@ -117,6 +126,15 @@ PY
   chmod -R a+rX "$input"
   # The real CT takes minutes per run: skip the host rerun there (the phantoms already compare host and image).
   HOST_COMPARE=0 run_case "real-$REAL_CASE" "$input" "$WORK/real-expect.json"
+  N=$((N + 1))
+fi
+
+if [ "$LARGE" = 1 ]; then
+  "$PYTHON" "$SCRIPT_DIR/make_test_cases.py" --large "$WORK/large-input"
+  chmod -R a+rX "$WORK/large-input"
+  echo '{"exit_code": 0, "n_findings": 1}' >"$WORK/large-expect.json"
+  HOST_COMPARE=0 run_case "large-768x768x1005" "$WORK/large-input" "$WORK/large-expect.json"
+  rm -rf "$WORK/large-input"
   N=$((N + 1))
 fi
 

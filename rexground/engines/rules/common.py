@@ -283,11 +283,3 @@ def ct_box_of(f: Features, mask_work: np.ndarray, pad_mm: float = 0.0) -> tuple[
         hi = int(np.ceil(sl.stop * n_ct / n_w)) + pad
         out.append(slice(max(0, lo), min(n_ct, hi)))
     return tuple(out)  # type: ignore[return-value]
-
-
-def paste_ct(
-    f: Features, crop: np.ndarray, box_ct: tuple[slice, slice, slice], into: np.ndarray | None = None
-):
-    out = np.zeros(f.ct_shape, bool) if into is None else into
-    out[box_ct] |= crop
-    return out

@@ -1,5 +1,8 @@
 """The model package: a folder with ``manifest.json``, the ONNX graphs and the sentence encoder files.
 
+The package is the network contract written down (the role nnU-Net's plans file has): what training,
+the export and the network engine must agree on.
+
 The same folder is what ``model.tar.gz`` holds and what a container finds mounted at ``/opt/ml/model``.
 The manifest says how to run the network (patch size, spacing, intensity normalisation, input channels,
 threshold) and pins every file by sha256, so a package that was copied half-way, edited or mixed with
@@ -20,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rexground.errors import ModelPackageError
 
-FORMAT_VERSION = 1
+# 2: the sliding-window step is ``tile_step`` (1 called it ``step_fraction``, same meaning; 1 is still read).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 # Files a package folder may hold that are not part of the package (not hashed, kept across re-exports):
 # the repository's ``model/`` folder documents itself and keeps the large files out of git.
@@ -66,7 +71,7 @@ class GraphPair(_Frozen):
 
 
 class TextEncoderFiles(_Frozen):
-    """The sentence encoder, in a sub-folder of the package (as ``export/text_encoder.py`` writes it)."""
+    """The sentence encoder, in a sub-folder of the package (as ``rexground.export.text_encoder`` writes it)."""
 
     directory: str = "text_encoder"
     onnx: str = "text_encoder.onnx"
@@ -103,10 +108,10 @@ class Manifest(_Frozen):
     crop: Literal["body", "none"] = "body"
     input_channels: tuple[str, ...] = (CT_CHANNEL,)
     threshold: float = Field(0.5, gt=0.0, lt=1.0)  # on sigmoid(logit)
-    step_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    tile_step: float = Field(0.5, gt=0.0, le=1.0)  # sliding-window step / patch; the run-time default
     text_embedding_dim: int = Field(gt=0)
     # "sentence-encoder": the ONNX encoder in ``text_encoder``; "hashing-test": the test-only hashing
-    # embedder of ``rexground.train.text_inputs`` (no files; packages of smoke-test runs only).
+    # embedder of ``rexground.infer.conditions`` (no files; packages of smoke-test runs only).
     text_embedder: Literal["sentence-encoder", "hashing-test"] = "sentence-encoder"
     text_encoder: TextEncoderFiles | None
     query_feature_dim: int = Field(ge=0)
@@ -251,10 +256,15 @@ def read_manifest(root: Path) -> Manifest:
         raise ModelPackageError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     # The version is checked before the schema: a newer format may have fields this code does not know.
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ModelPackageError(
-            f"{path}: format_version {version!r} is not supported (this rexground reads {FORMAT_VERSION})"
+            f"{path}: format_version {version!r} is not supported (this rexground reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}): re-export the package with this rexground"
         )
+    if version == 1:  # read as version 2: only the step's name changed
+        raw = {**raw, "format_version": FORMAT_VERSION}
+        if "step_fraction" in raw:
+            raw["tile_step"] = raw.pop("step_fraction")
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--text-encoder", type=Path, default=None,
         help="sentence encoder folder from export/text_encoder.py (text_encoder.onnx, tokenizer.json, "
-        "text_encoder.json); default: the one rexground.text.encoder ships",
+        "text_encoder.json); default: rexground.text.encoder's default folder, exported there from the "
+        "installed all-MiniLM-L6-v2 first when missing",
     )  # fmt: skip
     parser.add_argument(
         "--allow-test-embedder", action="store_true",
@@ -34,10 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rexground.onnx_export import export_run
+    from rexground.output_paths import output_folder
+    from rexground.preconditions import ensure_text_encoder, require_torch
 
+    require_torch("export")
+    output_folder(args.out, "--out")
+    from rexground.export.package import export_run
+    from rexground.train.checkpoint import read_checkpoint, resolve_checkpoint
+
+    text_encoder = args.text_encoder
+    config = read_checkpoint(resolve_checkpoint(args.run, args.checkpoint)).get("config") or {}
+    if text_encoder is None and config.get("input", {}).get("text_encoder") == "minilm":
+        text_encoder = ensure_text_encoder()  # exported from the installed weights when missing
     manifest = export_run(
-        args.run, args.out, which=args.checkpoint, text_encoder_dir=args.text_encoder,
+        args.run, args.out, which=args.checkpoint, text_encoder_dir=text_encoder,
         allow_test_embedder=args.allow_test_embedder, fp16=not args.no_fp16,
         n_parity_scans=args.parity_scans, parity_phantoms=args.parity_phantoms, force=args.force,
     )  # fmt: skip
