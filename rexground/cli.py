@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate-submission": ("rexground.commands.validate_submission", "check a submission folder or zip"),
     "synth": ("rexground.synth.cli", "generate phantom CTs, masks and a ReXGroundingCT-format dataset"),
     "parse": ("rexground.text.cli", "parse finding sentences into structured queries (JSON lines)"),
+    "prepare": ("rexground.train.prepare", "build the training cache: sharded, resumable (training extra)"),
     "train": ("rexground.train.cli", "train the text-conditioned network (torch; torchrun for multi-GPU)"),
     "export": ("rexground.export.cli", "export a training run to an ONNX model package"),
     "bench": ("rexground.commands.bench", "run a benchmark and print its table"),

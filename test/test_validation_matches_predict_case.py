@@ -69,7 +69,8 @@ def test_a_validation_case_holds_exactly_the_network_input_inference_computes(tm
     from rexground.io import read_ct
     from rexground.synth import write_dataset
     from rexground.train.config import parse_config
-    from rexground.train.data import load_case, prepare_split
+    from rexground.train.data import load_case
+    from rexground.train.prepare import prepare_split
     from rexground.train.validate import network_input
 
     config = parse_config(tomllib.loads(ANATOMY_CONFIG))
@@ -78,7 +79,7 @@ def test_a_validation_case_holds_exactly_the_network_input_inference_computes(tm
     write_dataset(data, n_cases=2, seed=1)  # case 1 is a validation case
     (folder,) = prepare_split(
         data, "val", config.input, config.data, tmp_path / "cache", limit=1, progress=False
-    )
+    ).folders
     case = load_case(folder)
     (ct_path,) = (data / "ct_rate").rglob(case.name)
     ct = read_ct(ct_path)

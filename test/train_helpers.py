@@ -58,10 +58,17 @@ def tiny_config(**overrides) -> TrainConfig:
 
 
 def prepared(
-    seed: int, config: TrainConfig, split: str = "train", *, spec=None, anatomy=None, crop=None
+    seed: int,
+    config: TrainConfig,
+    split: str = "train",
+    *,
+    spec=None,
+    anatomy=None,
+    crop=None,
+    ct_encoding: str = "hu_int16",
 ) -> PreparedCase:
     """``blob_case(seed, split)`` prepared for ``config`` (or another input ``spec``, with ``anatomy`` priors,
-    cropped to ``crop``)."""
+    cropped to ``crop``, the CT stored as ``ct_encoding``)."""
     hu, ent, texts, cats = blob_case(seed, split)
     return prepare_arrays(
         name=f"case_{seed}.nii.gz",
@@ -76,4 +83,5 @@ def prepared(
         anatomy=anatomy,
         keep_native_labels=split != "train",
         crop=crop,
+        ct_encoding=ct_encoding,
     )

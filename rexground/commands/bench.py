@@ -16,10 +16,13 @@ from rexground.errors import RexgroundError
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "evaluate": ("bench_evaluate.py", "rexground evaluate vs a straightforward implementation (speed, identity)"),
-    "anatomy": ("bench_anatomy.py", "lung Dice against expert contours, lobe plausibility, seconds per CT"),
+    "anatomy": ("bench_anatomy.py", "lung Dice vs expert contours; --ts-dir: lobe Dice vs CT-RATE TotalSegmentator"),
     "zero-shot": ("bench_zero_shot.py", "zero-shot engine on the real CTs and per-category Dice on phantoms"),
     "onnx": ("bench_onnx.py", "ONNX vs torch eager, three findings vs one, peak memory for a big CT"),
     "phantoms": ("bench_phantoms.py", "train from scratch on phantoms for M minutes; held-out and prompt-swap Dice"),
+    "loader": ("bench_loader.py", "training loader: patches per second per CPU core, bytes read per patch"),
+    "cache": ("bench_cache.py", "training cache at CT-RATE size: MB, build seconds per scan, storage options"),
+    "step": ("bench_real_step.py", "the real 48.5M network on the CPU: train-step and validation memory, CPU s"),
     "text": ("bench_text.py", "parser accuracy (confusion matrix), unknown rate on report text (--reports), encoder speed"),
     "io": ("bench_io.py", "integrity-checked CT read vs the unchecked SimpleITK read (512 x 512 x 600 .nii.gz)"),
     "faults": ("bench_faults.py", "kill, fill the disk, break the inputs of predict and evaluate: a table"),

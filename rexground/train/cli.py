@@ -3,7 +3,8 @@
 Single process: ``rexground train ...``. Several GPUs or nodes: ``torchrun --nproc-per-node 8 -m
 rexground.train.cli --config ... --data ... --out ...`` (same arguments; each process trains on its own
 device and its own batches; rank 0 validates, logs and writes checkpoints). Scans are prepared once into
-``--cache`` (default ``RUN_DIR/cache``), sharded over the processes; a rerun reuses them.
+``--cache`` (default ``RUN_DIR/cache``), sharded over the processes; a rerun reuses them, and a cache built
+beforehand by ``rexground prepare --out CACHE`` (many workers, many machines) is used as it is.
 """
 
 from __future__ import annotations
@@ -70,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
     require_torch("train")
     output_folder(args.out, "--out")
     from rexground.train.config import load_config
-    from rexground.train.data import load_case, prepare_split
-    from rexground.train.distributed import barrier, cleanup, init_distributed
+    from rexground.train.distributed import cleanup, init_distributed
     from rexground.train.loop import train
 
     config = load_config(args.config)
@@ -80,30 +80,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cache = args.cache or args.out / "cache"
         progress = not args.no_progress and info.is_main
-        common = dict(ct_root=args.ct_root, rank=info.rank, world_size=info.world_size, progress=progress)
-        train_dirs = prepare_split(
-            args.data,
-            config.data.train_split,
-            config.input,
-            config.data,
-            cache,
-            limit=config.data.max_train_cases,
-            **common,
-        )
-        val_dirs = []
-        if config.data.max_val_cases != 0:
-            val_dirs = prepare_split(
-                args.data,
-                config.data.val_split,
-                config.input,
-                config.data,
-                cache,
-                limit=config.data.max_val_cases,
-                **common,
-            )
-        barrier(info)
-        train_cases = [load_case(d) for d in train_dirs]
-        val_cases = [load_case(d) for d in val_dirs]
+        train_cases, val_cases = prepared_cases(args, config, cache, info, progress)
         summary = train(
             config,
             args.out,
@@ -120,6 +97,36 @@ def run(args: argparse.Namespace) -> int:
     finally:
         cleanup(info)
     return 0
+
+
+def prepared_cases(args: argparse.Namespace, config, cache: Path, info, progress: bool) -> tuple[list, list]:
+    """The cached training and validation cases, preparing (sharded over the ranks) what is missing. Scans
+    that failed to prepare are left out with a warning; a cache of an older format is refused."""
+    from rexground.train.data import is_cached, load_case, spec_cache_key
+    from rexground.train.distributed import barrier
+    from rexground.train.prepare import prepare_split
+
+    common = dict(ct_root=args.ct_root, rank=info.rank, world_size=info.world_size, progress=progress)
+    splits = [(config.data.train_split, config.data.max_train_cases)]
+    if config.data.max_val_cases != 0:
+        splits.append((config.data.val_split, config.data.max_val_cases))
+    results = [
+        prepare_split(args.data, split, config.input, config.data, cache, limit=limit, **common)
+        for split, limit in splits
+    ]
+    barrier(info)
+    loaded = []
+    for res in results:
+        ready = [f for f in res.folders if is_cached(f)]
+        if len(ready) < len(res.folders) and info.is_main:
+            print(
+                f"rexground train: warning: {len(res.folders) - len(ready)} of {len(res.folders)} {res.split} "
+                f"scans are not in the cache {cache / spec_cache_key(config.input, config.data)} (failed to "
+                "prepare, see above); training without them",
+                file=sys.stderr,
+            )
+        loaded.append([load_case(f) for f in ready])
+    return loaded[0], (loaded[1] if len(loaded) > 1 else [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,16 @@
 """Training data: cases prepared once at the model's spacing, and patches sampled with their prompts.
 
-Preparation (``prepare_case``) turns a ReXGroundingCT entry into arrays at the model's spacing and caches
-them as ``.npy`` files that training memory-maps, so 3,000 real scans never need to fit in RAM:
-``image.npy`` (C, Z, Y, X) float16, ``labels.npy`` (F, Z, Y, X) uint8 0/1 per finding, ``ignore.npy``
-(F, Z, Y, X) uint8 (see below), ``fg_<f>.npy`` foreground voxel coordinates for biased sampling, and
-``meta.json``. Scans read from files are cropped to the body box first (as inference crops them); validation
-cases also keep their whole native-grid entity labels (``native_labels.npz``) for the official metrics, and
-their image in float32: it is then exactly the network input inference computes for the CT.
+Preparation (``prepare_arrays``) turns a ReXGroundingCT entry into compact arrays at the model's spacing: the
+CT as int16 HU clipped to the intensity window (``CtEncoding``), the anatomy channels packed into a few uint8
+"words" (``rexground.train.anatomy_codec``: one volume for configs/real.toml's eight channels), the finding
+labels (F, Z, Y, X) uint8 0/1, the ignore masks (see below) and foreground voxel coordinates for biased
+sampling. ``rexground.train.cache`` stores them as chunked, compressed blosc2 arrays that a random patch reads
+in a few milliseconds (format and measurements there), and ``rexground.train.prepare`` builds the cache for
+a whole split (``rexground prepare``). Network channels are built per patch (``PreparedCase.image_patch``):
+CT normalised as inference normalises it, anatomy expanded. Scans read from files are cropped to the body box
+first (as inference crops them); validation cases also keep their whole native-grid entity labels for the
+official metrics, and their CT channel as float32 network values (``norm_float32``): their image is then
+exactly the network input inference computes for the CT, so validation scores what the package answers.
 
 Partial labels. In the training split at most ``partial_label_cap`` (3) instances of a finding were drawn,
 so when a finding has exactly that many instances, other look-alike lesions in the scan may be the same
@@ -34,32 +38,96 @@ would contradict the sentence.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from rexground.infer.channels import channel_scale
+from rexground.infer.package import IntensityNormalisation
 from rexground.infer.preprocess import air_value, normalise
 from rexground.io import resample_zyx
+from rexground.train.anatomy_codec import AnatomyCodec, EncodedAnatomy
 from rexground.train.config import DataConfig, InputSpec
 
 MAX_FG_COORDS = 20_000  # per finding, enough for sampling centres
-CACHE_FORMAT = 3  # 3: validation images in float32
+CT_ENCODINGS = ("hu_int16", "norm_float16", "norm_float32")
+
+
+@dataclass(frozen=True)
+class CtEncoding:
+    """How the CT channel is stored. ``hu_int16``: HU clipped to the intensity window and rounded (0.5 HU at
+    most from the float value; 20% smaller compressed than float16 on real CTs, see ``cache``), normalised
+    per patch exactly as inference normalises. ``norm_float16``: the network values in float16, as cache
+    format 2 held them (the anatomy channels are rounded to float16 too, which changes only the coordinate
+    levels): the learning benchmark's in-memory phantoms, so its batches stay bit for bit what they were.
+    ``norm_float32``: the network values themselves, for validation cases: their image is exactly what
+    ``rexground.infer.preprocess.prepare`` computes, so validation's Dice is the exported package's."""
+
+    kind: str
+    intensity: IntensityNormalisation
+
+    def __post_init__(self) -> None:
+        if self.kind not in CT_ENCODINGS:
+            raise ValueError(f"unknown CT encoding {self.kind!r}; known: {', '.join(CT_ENCODINGS)}")
+        if (
+            self.kind == "hu_int16"
+            and not -32768 <= self.intensity.clip_min < self.intensity.clip_max <= 32767
+        ):
+            raise ValueError(f"intensity window {self.intensity} does not fit int16 HU")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype({"hu_int16": np.int16, "norm_float16": np.float16, "norm_float32": np.float32}[self.kind])
+
+    def encode(self, hu_clipped: np.ndarray) -> np.ndarray:
+        """Padding-clipped HU (float) at the model's spacing -> the stored array."""
+        if self.kind == "hu_int16":
+            window = np.clip(hu_clipped, self.intensity.clip_min, self.intensity.clip_max)
+            return np.rint(window).astype(np.int16)
+        return normalise(hu_clipped, self.intensity).astype(self.dtype)
+
+    @property
+    def pad_value(self) -> float:
+        """Air (-1024 HU) in stored units: what a patch reaching outside the volume is padded with."""
+        if self.kind == "hu_int16":
+            return -1024.0
+        return float(self.dtype.type(air_value(self.intensity)))
+
+    def decode(self, stored: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Stored array -> float32 network values."""
+        if self.kind == "hu_int16":
+            return normalise(stored, self.intensity, out=out)
+        if out is None:
+            return np.asarray(stored, dtype=np.float32)
+        out[...] = stored
+        return out
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "intensity": self.intensity.model_dump(mode="json")}
+
+    @classmethod
+    def from_json(cls, obj: Mapping) -> CtEncoding:
+        return cls(kind=obj["kind"], intensity=IntensityNormalisation(**obj["intensity"]))
 
 
 @dataclass
 class PreparedCase:
-    """One scan at the model's spacing. Arrays may be ``np.memmap`` (read lazily)."""
+    """One scan at the model's spacing, stored compactly. Volumes are numpy arrays (in memory) or lazily
+    opened chunked arrays of the cache (``rexground.train.cache.ChunkedVolume``): anything whose
+    ``[..., z0:z1, y0:y1, x0:x1]`` gives a numpy array. The network channels exist only per patch
+    (``image_patch``) or on demand for a whole scan (``image``)."""
 
     name: str
     split: str
-    image: np.ndarray  # (C, Z, Y, X) float16 / float32
-    labels: np.ndarray  # (F, Z, Y, X) uint8 0/1
-    ignore: np.ndarray | None  # (F, Z, Y, X) uint8 0/1, or None
+    ct: Any  # (Z, Y, X) stored as ``ct_encoding`` says
+    ct_encoding: CtEncoding
+    anatomy: Any | None  # (W, Z, Y, X) uint8 words of ``anatomy_codec``, or None without anatomy channels
+    anatomy_codec: AnatomyCodec | None
+    labels: Any  # (F, Z, Y, X) uint8 0/1
+    ignore: Any | None  # (F, Z, Y, X) uint8 0/1, or None
     texts: list[str]
     categories: list[str]
     fg_coords: list[np.ndarray]  # per finding (N, 3) int32 voxel indices at the model's spacing
@@ -69,6 +137,31 @@ class PreparedCase:
     crop: tuple[tuple[int, int], ...] | None = None  # native voxel range the image covers (None: all of it)
     native_labels_file: Path | None = None  # where load_case left the native labels (read on demand)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(Z, Y, X) at the model's spacing."""
+        return tuple(int(n) for n in self.ct.shape)  # type: ignore[return-value]
+
+    @property
+    def n_channels(self) -> int:
+        return 1 + (len(self.anatomy_codec.channels) if self.anatomy_codec is not None else 0)
+
+    def image_patch(self, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
+        """(C, *size) float32 network input at ``start`` (may reach outside the volume): the CT channel
+        padded with air, the anatomy channels 0 outside, as inference pads its tiles."""
+        out = np.empty((self.n_channels, *size), np.float32)
+        self.ct_encoding.decode(crop_pad(self.ct, start, size, self.ct_encoding.pad_value), out=out[0])
+        if self.anatomy_codec is not None:
+            self.anatomy_codec.decode(crop_pad(self.anatomy, start, size, 0), out=out[1:])
+            if self.ct_encoding.kind == "norm_float16":  # format 2 held every channel in float16
+                out[1:] = out[1:].astype(np.float16)
+        return out
+
+    @property
+    def image(self) -> np.ndarray:
+        """The whole (C, Z, Y, X) float32 network input (validation tiles it as inference does)."""
+        return self.image_patch((0, 0, 0), self.shape)
 
     def labels_native(self) -> np.ndarray:
         """(F, z, y, x) entity labels on the full native canonical grid (validation cases)."""
@@ -136,39 +229,52 @@ def prepare_arrays(
     categories: Sequence[str],
     spec: InputSpec,
     data: DataConfig,
-    anatomy: dict[str, np.ndarray] | None = None,
+    anatomy: Mapping[str, np.ndarray] | EncodedAnatomy | None = None,
     keep_native_labels: bool = False,
     seed: int = 0,
     crop: tuple[slice, slice, slice] | None = None,
+    ct_encoding: str = "hu_int16",
 ) -> PreparedCase:
     """Canonical HU (padding clipped) + canonical entity labels (F, z, y, x) -> a :class:`PreparedCase`.
-    ``crop`` (e.g. the body box inference crops to) limits the training arrays; native labels stay whole."""
+
+    ``anatomy``: the prior masks on the CT grid ({channel: uint8}, as ``anatomy_channels.masks_from_anatomy``
+    gives them) or already packed words (``anatomy_codec.encode_anatomy``); both give the same case. ``crop``
+    (e.g. the body box inference crops to) limits the training arrays; native labels stay whole.
+    ``ct_encoding``: see :class:`CtEncoding`; it applies to training cases: a validation case
+    (``keep_native_labels``) always stores ``norm_float32``, exactly the network input inference computes."""
     if entities_fzyx.shape[1:] != hu_clipped_zyx.shape:
         raise ValueError(f"{name}: mask shape {entities_fzyx.shape[1:]} != CT shape {hu_clipped_zyx.shape}")
     if len(texts) != entities_fzyx.shape[0] or len(categories) != len(texts):
         raise ValueError(f"{name}: {entities_fzyx.shape[0]} mask channels for {len(texts)} findings")
+    encoding = CtEncoding("norm_float32" if keep_native_labels else ct_encoding, spec.intensity)
     native_shape = tuple(int(n) for n in hu_clipped_zyx.shape)
     native_entities = entities_fzyx
     if crop is not None:
         hu_clipped_zyx = hu_clipped_zyx[crop]
         entities_fzyx = entities_fzyx[(slice(None), *crop)]
-        if anatomy is not None:
-            anatomy = {k: np.asarray(v)[crop] for k, v in anatomy.items()}
     hu = resample_zyx(hu_clipped_zyx, spacing_zyx, spec.spacing_zyx, order=1)
-    ct = normalise(hu, spec.intensity)
-    channels = [ct]
-    for ch in spec.anatomy_channels:
-        if anatomy is None or ch not in anatomy:
-            raise KeyError(f"{name}: anatomy channel {ch!r} required by the input spec is missing")
-        channels.append(
-            resample_zyx(
-                np.asarray(anatomy[ch], np.uint8), spacing_zyx, spec.spacing_zyx, order=0, shape=ct.shape
-            ).astype(np.float32)
-            * channel_scale(ch)
+    ct = normalise(hu, spec.intensity)  # float32: what the partial-label test compares intensities in
+    codec, words = None, None
+    if spec.anatomy_channels:
+        if anatomy is None:
+            raise KeyError(f"{name}: the input spec needs anatomy channels {list(spec.anatomy_channels)}")
+        if isinstance(anatomy, EncodedAnatomy):
+            if anatomy.codec.channels != tuple(spec.anatomy_channels):
+                raise ValueError(
+                    f"{name}: anatomy words hold {anatomy.codec.channels}, not the spec's channels"
+                )
+            codec, native_words = anatomy.codec, anatomy.words
+        else:
+            codec = AnatomyCodec.for_channels(spec.anatomy_channels)
+            try:
+                native_words = codec.encode({k: anatomy[k] for k in codec.channels if k in anatomy})
+            except KeyError as exc:
+                raise KeyError(f"{name}: {exc.args[0]}") from None
+        if crop is not None:
+            native_words = native_words[(slice(None), *crop)]
+        words = np.stack(
+            [resample_zyx(w, spacing_zyx, spec.spacing_zyx, order=0, shape=ct.shape) for w in native_words]
         )
-    # Validation cases keep float32: their image is the network input inference computes for the CT
-    # (rexground.infer.preprocess.prepare), so validation scores what the exported package answers.
-    image = np.stack(channels).astype(np.float32 if keep_native_labels else np.float16)
     labels = np.zeros((len(texts), *ct.shape), np.uint8)
     ignore = np.zeros_like(labels)
     any_ignore = False
@@ -198,7 +304,10 @@ def prepare_arrays(
     return PreparedCase(
         name=name,
         split=split,
-        image=image,
+        ct=encoding.encode(hu) if encoding.kind == "hu_int16" else ct.astype(encoding.dtype),
+        ct_encoding=encoding,
+        anatomy=words,
+        anatomy_codec=codec,
         labels=labels,
         ignore=ignore if any_ignore else None,
         texts=list(texts),
@@ -212,73 +321,41 @@ def prepare_arrays(
 
 
 def save_case(case: PreparedCase, folder: Path) -> Path:
-    """Write a prepared case as a folder of .npy files; atomic (a temporary folder renamed at the end)."""
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "image.npy", case.image)
-    np.save(tmp / "labels.npy", case.labels)
-    if case.ignore is not None:
-        np.save(tmp / "ignore.npy", case.ignore)
-    if case.native_labels is not None:  # full-size masks compress ~100x; read once per validation
-        np.savez_compressed(tmp / "native_labels.npz", labels=case.native_labels)
-    for f, coords in enumerate(case.fg_coords):
-        np.save(tmp / f"fg_{f}.npy", coords)
-    meta = {
-        "format": CACHE_FORMAT,
-        "name": case.name,
-        "split": case.split,
-        "texts": case.texts,
-        "categories": case.categories,
-        "native_shape": list(case.native_shape),
-        "native_spacing": list(case.native_spacing),
-        "crop": [list(c) for c in case.crop] if case.crop is not None else None,
-        "extra": case.extra,
-    }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-    return folder
+    """Write a prepared case to the cache (``rexground.train.cache``, current format); atomic."""
+    from rexground.train.cache import write_case
+
+    return write_case(case, folder)
 
 
-def load_case(folder: Path, mmap: bool = True) -> PreparedCase:
-    folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
-    mode = "r" if mmap else None
-    n = len(meta["texts"])
-    opt = lambda name: np.load(folder / name, mmap_mode=mode) if (folder / name).exists() else None  # noqa: E731
-    return PreparedCase(
-        name=meta["name"],
-        split=meta["split"],
-        image=np.load(folder / "image.npy", mmap_mode=mode),
-        labels=np.load(folder / "labels.npy", mmap_mode=mode),
-        ignore=opt("ignore.npy"),
-        texts=list(meta["texts"]),
-        categories=list(meta["categories"]),
-        fg_coords=[np.load(folder / f"fg_{f}.npy") for f in range(n)],
-        native_shape=tuple(meta["native_shape"]),
-        native_spacing=tuple(meta["native_spacing"]),
-        native_labels_file=folder / "native_labels.npz" if (folder / "native_labels.npz").exists() else None,
-        crop=tuple(tuple(c) for c in meta["crop"]) if meta.get("crop") else None,
-        extra=meta.get("extra", {}),
-    )
+def load_case(folder: Path) -> PreparedCase:
+    """A cached case with its volumes opened lazily (a patch reads only the chunks it covers); a cache of
+    another format is refused with a message saying how to rebuild it."""
+    from rexground.train.cache import read_case
+
+    return read_case(folder)
 
 
 def is_cached(folder: Path) -> bool:
-    meta = Path(folder) / "meta.json"
-    if not meta.is_file():
-        return False
-    try:
-        return json.loads(meta.read_text()).get("format") == CACHE_FORMAT
-    except (OSError, json.JSONDecodeError):
-        return False
+    """True when ``folder`` holds a complete case of the current cache format."""
+    from rexground.train.cache import cache_status
+
+    return cache_status(folder) == "ok"
 
 
 def spec_cache_key(spec: InputSpec, data: DataConfig) -> str:
-    """Cache folder name: changes whenever anything that shapes the prepared arrays changes."""
+    """Cache folder name: changes whenever anything that shapes the prepared arrays changes. The cache
+    format is not part of it (from format 3 on): each scan's ``meta.json`` carries it, so a scan of another
+    format under this key is refused, or rebuilt by ``rexground prepare``."""
+    return _cache_key(spec, data, {})
+
+
+def legacy_cache_key(spec: InputSpec, data: DataConfig) -> str:
+    """The folder name format 2 (``image.npy`` / ``labels.npy`` per scan) used for the same settings: its key
+    included the format, so an old cache is found there and refused with a rebuild hint."""
+    return _cache_key(spec, data, {"format": 2})
+
+
+def _cache_key(spec: InputSpec, data: DataConfig, extra: dict) -> str:
     import hashlib
 
     payload = json.dumps(
@@ -287,7 +364,7 @@ def spec_cache_key(spec: InputSpec, data: DataConfig) -> str:
             "cap": data.partial_label_cap,
             "ignore": data.partial_ignore,
             "train_split": data.train_split,
-            "format": CACHE_FORMAT,
+            **extra,
         },
         sort_keys=True,
     )
@@ -340,7 +417,6 @@ class PatchSampler:
         self.text_index = {t: i for i, t in enumerate(texts)}
         self.spec, self.data, self.seed = spec, data, int(seed)
         self.patch = tuple(spec.patch_size_zyx)
-        self.pad = air_value(spec.intensity)
         self.ignore_weight = float(ignore_weight)
         self.findings = [
             (c, f)
@@ -397,14 +473,13 @@ class PatchSampler:
             c, centred = self.findings[int(rng.integers(len(self.findings)))]
             case = self.cases[c]
             coords = case.fg_coords[centred]
-            start = self._start(rng, case.image.shape[1:], coords[int(rng.integers(len(coords)))])
+            start = self._start(rng, case.shape, coords[int(rng.integers(len(coords)))])
         else:
             c = int(rng.integers(len(self.cases)))
             case = self.cases[c]
-            start = self._start(rng, case.image.shape[1:])
-        image = crop_pad(case.image, start, self.patch, self.pad).astype(np.float32)
+            start = self._start(rng, case.shape)
+        image = case.image_patch(start, self.patch)  # anatomy channels 0 outside the volume, as at inference
         inside = crop_pad(_ones_view(case), start, self.patch, 0)
-        image[1:, inside == 0] = 0.0  # anatomy channels are 0 outside the volume, as at inference
         labels = crop_pad(case.labels, start, self.patch, 0)
         ignore = crop_pad(case.ignore, start, self.patch, 0) if case.ignore is not None else None
         present = [f for f in range(case.n_findings) if labels[f].any()]
@@ -470,86 +545,4 @@ class PatchSampler:
 
 def _ones_view(case: PreparedCase) -> np.ndarray:
     """A read-only all-ones (Z, Y, X) view without allocating the whole volume (for the padding mask)."""
-    return np.broadcast_to(np.ones((1, 1, 1), np.uint8), case.image.shape[1:])
-
-
-# ---- preparation from a ReXGroundingCT-format dataset folder -------------------------------------------
-
-
-def default_ct_root(data_dir: Path) -> Path:
-    """Phantom trees keep their CTs under ``ct_rate/``; otherwise the dataset folder itself is tried."""
-    data_dir = Path(data_dir)
-    return data_dir / "ct_rate" if (data_dir / "ct_rate").is_dir() else data_dir
-
-
-def prepare_split(
-    data_dir: str | Path,
-    split: str,
-    spec: InputSpec,
-    data: DataConfig,
-    cache_root: str | Path,
-    *,
-    ct_root: str | Path | None = None,
-    limit: int | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-    progress: bool = True,
-) -> list[Path]:
-    """Prepare (and cache) the scans of ``split``; this rank prepares every ``world_size``-th one. Returns the
-    cache folders of *all* the split's scans (valid once every rank has finished: call a barrier)."""
-    import logging
-
-    from rexground.dataset import load_dataset, load_entry_masks, resolve_ct, split_by_findings
-    from rexground.errors import InputFileError
-    from rexground.io import read_ct
-
-    data_dir = Path(data_dir)
-    dataset_json = data_dir / "dataset.json"
-    if not dataset_json.is_file():
-        raise InputFileError(data_dir, "holds no dataset.json (expected a ReXGroundingCT-format folder)")
-    ct_root = Path(ct_root) if ct_root is not None else default_ct_root(data_dir)
-    entries, no_findings = split_by_findings(list(load_dataset(dataset_json).split(split))[:limit])
-    if no_findings and rank == 0:  # nothing to train on or to validate: skipped, counted
-        logging.getLogger(__name__).warning(
-            "prepare %s: %d scan(s) without findings skipped (e.g. %s)", split, len(no_findings), no_findings[0].name
-        )
-    base = Path(cache_root) / spec_cache_key(spec, data) / split
-    folders = [base / Path(e.name).name.split(".")[0] for e in entries]
-    mine = [(e, f) for i, (e, f) in enumerate(zip(entries, folders, strict=True)) if i % world_size == rank]
-    todo = [(e, f) for e, f in mine if not is_cached(f)]
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"prepare {split}", unit="scan")
-    for entry, folder in todo:
-        ct = read_ct(resolve_ct(ct_root, entry.name))
-        masks_raw = load_entry_masks(data_dir / "segmentations", entry)
-        entities = ct.geometry.to_canonical(masks_raw)
-        anatomy = None
-        if spec.anatomy_channels:
-            from rexground.infer.channels import anatomy_prior_masks
-
-            anatomy = anatomy_prior_masks(ct, spec.anatomy_channels)
-        from rexground.infer.preprocess import body_box
-
-        case = prepare_arrays(
-            name=entry.name,
-            split=split,
-            hu_clipped_zyx=ct.hu_clipped(),
-            spacing_zyx=ct.spacing_zyx,
-            entities_fzyx=entities,
-            texts=list(entry.texts),
-            categories=entry.category_list(),
-            spec=spec,
-            data=data,
-            anatomy=anatomy,
-            keep_native_labels=split != data.train_split,
-            crop=body_box(ct.hu, ct.spacing_zyx),  # what inference crops to: the body plus 10 mm
-        )
-        save_case(case, folder)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return folders
+    return np.broadcast_to(np.ones((1, 1, 1), np.uint8), case.shape)

@@ -83,6 +83,14 @@ class StepDataset(Dataset):
         }
 
 
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (GiB): logged, since a real-size run on a small machine
+    is bounded by it."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
     """Linear warm-up to 1 over ``warmup_steps``, then poly decay ``(1 - t)^exponent`` to 0 at the end."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -337,6 +345,7 @@ def _train(
                     "lr": scheduler.get_last_lr()[-1],
                     "sec_per_step": (now - t_log) / config.log_every,
                     "elapsed_s": now - t_start,
+                    "peak_rss_gb": peak_rss_gb(),
                 }
             )
             t_log = now
@@ -359,7 +368,7 @@ def _train(
                     dev,
                     dtype,
                 )
-                log.write({"step": done, "val": val_result})
+                log.write({"step": done, "val": val_result, "peak_rss_gb": peak_rss_gb()})
                 if bar is not None:
                     bar.write(f"step {done}: val dice per case {val_result['dice_per_case']:.4f}")
                 if val_result["dice_per_case"] > best:
