@@ -5,4 +5,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 scripts/setup-env.sh --train
+export PYTHONUTF8=1  # subprocesses' output (progress bars) decodes as UTF-8 whatever the locale
 .venv/bin/python -m pytest -m "" -n 2 "$@" test

@@ -122,7 +122,7 @@ def test_bench_phantoms_exports_the_missing_encoder_before_making_phantoms(tmp_p
     env = {**os.environ, "REXGROUND_TEXT_ENCODER": str(tmp_path / "enc")}
     cmd = [sys.executable, str(REPO / "bench" / "bench_phantoms.py"), "--minutes", "0.02", "--train-cases", "2",
            "--val-cases", "1", "--threads", "1", "--out", str(tmp_path / "b")]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600, cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "sentence encoder exported to" in done.stderr and text_encoder_ready(tmp_path / "enc")
     assert "held-out per-case Dice" in done.stdout
@@ -131,7 +131,7 @@ def test_bench_phantoms_exports_the_missing_encoder_before_making_phantoms(tmp_p
 def test_bench_phantoms_refuses_an_unwritable_out_at_once():
     cmd = [sys.executable, str(REPO / "bench" / "bench_phantoms.py"), "--text-encoder", "hashing-test",
            "--out", "/sys/rexground-bench"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
+    done = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120, cwd=REPO)
     if not HAS_TORCH:
         assert done.returncode == 1 and "needs torch" in done.stderr
         return
