@@ -52,13 +52,22 @@ from .grid import WorkingGrid
 from .lobes import LOBE_LABELS, LOBES_OF_SIDE
 from .zones import ZONE_NAMES
 
-__all__ = ["LOBE_LABELS", "QUERY_LOBE_LABELS", "SIDES", "ZONE_NAMES", "Anatomy", "compute_anatomy", "compute_anatomy_from_array"]
+__all__ = [
+    "LOBE_LABELS",
+    "QUERY_LOBE_LABELS",
+    "SIDES",
+    "ZONE_NAMES",
+    "Anatomy",
+    "compute_anatomy",
+    "compute_anatomy_from_array",
+]
 
 SIDES: tuple[str, ...] = ("left", "right", "bilateral", "unspecified")
 # A lobe named in a sentence -> the label parts it covers: "LUL" is the anatomical left upper lobe, which
 # contains the lingula (the parser's contract, rexground.text.parser); "lingula" alone is only its part.
 QUERY_LOBE_LABELS: dict[str, tuple[int, ...]] = {
-    name: (label, LOBE_LABELS["lingula"]) if name == "LUL" else (label,) for name, label in LOBE_LABELS.items()
+    name: (label, LOBE_LABELS["lingula"]) if name == "LUL" else (label,)
+    for name, label in LOBE_LABELS.items()
 }
 _HILUM_MARGIN_MM = 15.0  # perihilar and pleural zones may leave the lung envelope by this much
 _PLEURAL_NEAR_LOBE_MM = 30.0
@@ -272,7 +281,8 @@ def compute_anatomy_from_array(
     lap("lungs")
     env_r, env_l = _envelopes.lung_envelopes(right, left, body, airways, sp)
     thorax = _envelopes.thoracic_hull(env_r, env_l)
-    medi = _envelopes.mediastinum(env_r, env_l, thorax) & ~env_r & ~env_l
+    spine_y = _envelopes.spine_front(hu, body, env_r, env_l, sp)
+    medi = _envelopes.mediastinum(env_r, env_l, thorax, spine_y, sp, body) & ~env_r & ~env_l
     pleural = _envelopes.pleural_envelope(hu, body, env_r, env_l, medi, sp)
     lap("envelopes")
     lobes = _lobes.lobe_map(env_r, env_l)
