@@ -49,6 +49,9 @@ _BONE_HU = 180.0
 # distance along each axis (chest_wall).
 _RIB_WINDOW_MM = (10.0, 3.0, 3.0)
 _PASS_HU = (-60.0, 40.0)  # half way from water to fat, and just below muscle
+_LAYER_STEPS = 6
+_LAYER_HU = (-80.0, 35.0)
+_LAYER_MM = 5.0
 _FILL_MM = 3.0  # holes the noise leaves in a collection are up to a few mm across
 _RIM_GROW_MM = 3.0
 
@@ -261,6 +264,12 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
         # Holes the noise left inside the collection are fluid too (a closing as wide as the smoothing), and the
         # partial-volume rim towards the lung belongs to it (experts draw its visible edge).
         found = mm.close(found, _FILL_MM, f.spacing) & outside & ~wall
+        if _LAYER_STEPS:
+            # A thin layer against the lung is too thin for the averaged density: single voxels of water
+            # density within a few mm of the lung continue the collection along the lung's surface.
+            layer = outside & ~wall & (f.hu > _LAYER_HU[0]) & (f.hu < _LAYER_HU[1]) & (
+                f.distance_mm(lungs, key="lungs-out") <= _LAYER_MM) & ~_above_aerated_lung(lungs, f.shape)
+            found = ndimage.binary_dilation(found, iterations=_LAYER_STEPS, mask=layer | found)
         found |= dilate_mm(found, _RIM_GROW_MM, f.spacing) & rim
     notes.update(
         rule="pleural_effusion", noise_hu=round(f.noise_hu(), 1), sigma_mm=smoothing_sigma_mm(f),
