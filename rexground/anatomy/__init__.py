@@ -52,22 +52,13 @@ from .grid import WorkingGrid
 from .lobes import LOBE_LABELS, LOBES_OF_SIDE
 from .zones import ZONE_NAMES
 
-__all__ = [
-    "LOBE_LABELS",
-    "QUERY_LOBE_LABELS",
-    "SIDES",
-    "ZONE_NAMES",
-    "Anatomy",
-    "compute_anatomy",
-    "compute_anatomy_from_array",
-]
+__all__ = ["LOBE_LABELS", "QUERY_LOBE_LABELS", "SIDES", "ZONE_NAMES", "Anatomy", "compute_anatomy", "compute_anatomy_from_array"]
 
 SIDES: tuple[str, ...] = ("left", "right", "bilateral", "unspecified")
 # A lobe named in a sentence -> the label parts it covers: "LUL" is the anatomical left upper lobe, which
 # contains the lingula (the parser's contract, rexground.text.parser); "lingula" alone is only its part.
 QUERY_LOBE_LABELS: dict[str, tuple[int, ...]] = {
-    name: (label, LOBE_LABELS["lingula"]) if name == "LUL" else (label,)
-    for name, label in LOBE_LABELS.items()
+    name: (label, LOBE_LABELS["lingula"]) if name == "LUL" else (label,) for name, label in LOBE_LABELS.items()
 }
 _HILUM_MARGIN_MM = 15.0  # perihilar and pleural zones may leave the lung envelope by this much
 _PLEURAL_NEAR_LOBE_MM = 30.0

@@ -157,9 +157,7 @@ class ZeroShotEngine:
         info["fallback"] = pp["fallback"]
         info["voxels"] = int(mask.sum())
         info["rule_s"] = round(time.perf_counter() - t0, 3)
-        info["rule_cpu_s"] = round(
-            time.process_time() - cpu0, 3
-        )  # CPU seconds: comparable on a shared machine
+        info["rule_cpu_s"] = round(time.process_time() - cpu0, 3)  # comparable on a shared machine
         score = None
         if self.keep_score:
             score = anat.to_ct_grid(out.score.astype(np.float32))

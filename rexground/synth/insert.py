@@ -108,7 +108,8 @@ def lung_site(
     """A centre (mm) in ``region`` at least ``diameter/2 + margin_mm`` inside ``lungs`` whose sphere holds
     the least tissue denser than -500 HU (so the lesion sits in aerated lung, not on a large vessel).
     Raises ValueError when the region has no such place."""
-    depth = ndimage.distance_transform_edt(lungs, sampling=spacing_zyx)
+    # The volume's border counts as outside: a lung cut by the scan's first or last slice goes on beyond it.
+    depth = ndimage.distance_transform_edt(np.pad(lungs, 1), sampling=spacing_zyx)[1:-1, 1:-1, 1:-1]
     ok = region & (depth >= diameter_mm / 2.0 + margin_mm)
     if not ok.any():
         raise ValueError(f"no place {diameter_mm / 2 + margin_mm:.0f} mm inside the lungs in the region")

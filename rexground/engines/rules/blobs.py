@@ -12,7 +12,7 @@ Used by the 2d nodule rule (:mod:`.nodules`). Physics and anatomy behind each st
   blob: the half inside the lung is what is measured.
 * **Density window.** The image is clipped to [aerated lung, the texture's lesion density] (``Look``): a solid
   nodule is measured up to soft tissue (0 HU), so contrast-filled vessels and calcium do not outrank it; a
-  ground-glass nodule only up to -500 HU, so its faint, wide haze is what the filter sees, not the vessels
+  ground-glass nodule only up to -600 HU, so its faint, wide haze is what the filter sees, not the vessels
   crossing it.
 * **Scale space.** The scale-normalised Laplacian of Gaussian answers a sphere of diameter d best at
   sigma = d / (2 sqrt 3), with a peak value proportional to the sphere's contrast and independent of its
@@ -65,8 +65,9 @@ LOOKS: dict[str, Look] = {
     "calcified": Look("calcified", top_hu=0.0, core_min_hu=100.0, core_max_hu=3000.0),
     # A part-solid nodule has a solid core (above about -300 HU) in a ground-glass halo.
     "part-solid": Look("part-solid", top_hu=0.0, core_min_hu=-650.0, core_max_hu=3000.0),
-    # Pure ground glass: the lung raised to about -800..-500 HU; a core above -300 HU is solid tissue.
-    "ground-glass": Look("ground-glass", top_hu=-500.0, core_min_hu=-790.0, core_max_hu=-300.0),
+    # Pure ground glass: the lung raised to about -800..-600 HU (a core above -300 HU is solid tissue). The
+    # window stops at -600, so a vessel crossing or touching the nodule weighs no more than ground glass does.
+    "ground-glass": Look("ground-glass", top_hu=-600.0, core_min_hu=-790.0, core_max_hu=-300.0),
 }
 
 
@@ -242,7 +243,9 @@ class Candidate:
     centre_mm: np.ndarray  # extent coordinates on the working grid
     voxels: int  # of its segmentation on the iso grid
     diameter_mm: float  # equivalent-sphere diameter of the segmentation
-    core_hu: float  # 90th percentile of the raw (unclipped) density within a quarter diameter of the peak
+    core_hu: (
+        float  # 90th (ground glass: 50th) percentile of the raw density within a quarter diameter of the peak
+    )
     mean_hu: float  # mean raw density of the segmentation
     contour_hu: float  # the half-contrast level it was segmented at
     eigen_ratio: float  # weakest / strongest Hessian curvature at the peak's scale (1 sphere, 0 tube)
@@ -273,7 +276,10 @@ def describe(
     grids = np.ogrid[tuple(slice(0, b - a) for a, b in zip(lo, hi, strict=True))]
     d = np.sqrt(sum(((g - a) * s) ** 2 for g, a, s in zip(grids, at, sp, strict=True)))
     core_ball = d <= max(0.25 * peak.diameter_mm, float(sp.max()))
-    core = float(np.percentile(hu[core_ball & env] if (core_ball & env).any() else hu[core_ball], 90))
+    # The level of a solid lesion is its densest part; that of ground glass its median, since vessels seen
+    # through it are part of its look and may cross its centre.
+    pct = 50 if look.name == "ground-glass" else 90
+    core = float(np.percentile(hu[core_ball & env] if (core_ball & env).any() else hu[core_ball], pct))
     top = min(core, look.top_hu)
     contour = iso.lung_hu + 0.5 * (top - iso.lung_hu)
     dense = (img > contour) & env

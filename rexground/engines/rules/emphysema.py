@@ -34,6 +34,7 @@ _TARGET_NOISE_HU = 15.0
 _SIGMA_RANGE_MM = (0.5, 2.5)
 _EDGE_MM = 3.0  # a kernel's undershoot and a slice's partial volume reach 1-2 voxels (up to ~3 mm)
 _AIRWAY_MARGIN_MM = 2.0
+_FALLBACK_ML = 0.5
 
 
 def lung_noise_hu(ctx: RuleContext) -> float:
@@ -84,6 +85,16 @@ def predict(ctx: RuleContext) -> RuleOutput:
         "rule": "emphysema", "bullous": bullous, "sigma_mm": sigma, "lung_noise_hu": round(lung_noise_hu(ctx), 1),
         "volume_ml": round(float(found.sum() * np.prod(f.spacing) / 1000.0), 2),
     }  # fmt: skip
-    return RuleOutput(
-        score=score, fallback=ctx.region & inner if (ctx.region & inner).any() else ctx.region, notes=notes
-    )
+    place = ctx.region & inner if (ctx.region & inner).any() else ctx.region
+    return RuleOutput(score=score, fallback=_darkest(sm, place, f), notes=notes)
+
+
+def _darkest(sm: np.ndarray, place: np.ndarray, f) -> np.ndarray:
+    """The never-empty answer when no lung is below the threshold: the ``_FALLBACK_ML`` of lowest density in
+    the named place, not a share of the whole place (which on a lung without emphysema would be litres)."""
+    vals = sm[place]
+    n = max(1, int(np.ceil(_FALLBACK_ML * 1000.0 / float(np.prod(f.spacing)))))
+    if vals.size <= n:
+        return place
+    cut = np.partition(vals, n - 1)[n - 1]
+    return place & (sm <= cut)

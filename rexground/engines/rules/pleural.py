@@ -229,7 +229,8 @@ def costophrenic_recess(ctx: RuleContext, space: np.ndarray) -> np.ndarray:
         p = pts[np.argmax(pts[:, 1])]  # its most posterior (dependent, the patient lies supine) voxel
         grids = np.ogrid[tuple(slice(0, n) for n in f.shape)]
         d2 = sum(((g - c) * sp) ** 2 for g, c, sp in zip(grids, p, f.spacing, strict=True))
-        out |= (d2 <= _RECESS_RADIUS_MM**2) & space & ~np.asarray(anat.lungs, bool) & f.side_mask(s)
+        ball = (d2 <= _RECESS_RADIUS_MM**2) & ~np.asarray(anat.lungs, bool) & f.side_mask(s)
+        out |= ball & space if (ball & space).any() else ball & np.asarray(anat.body, bool)
     return out if out.any() else space & ~np.asarray(anat.lungs, bool)
 
 
@@ -267,8 +268,14 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
         if _LAYER_STEPS:
             # A thin layer against the lung is too thin for the averaged density: single voxels of water
             # density within a few mm of the lung continue the collection along the lung's surface.
-            layer = outside & ~wall & (f.hu > _LAYER_HU[0]) & (f.hu < _LAYER_HU[1]) & (
-                f.distance_mm(lungs, key="lungs-out") <= _LAYER_MM) & ~_above_aerated_lung(lungs, f.shape)
+            layer = (
+                outside
+                & ~wall
+                & (f.hu > _LAYER_HU[0])
+                & (f.hu < _LAYER_HU[1])
+                & (f.distance_mm(lungs, key="lungs-out") <= _LAYER_MM)
+                & ~_above_aerated_lung(lungs, f.shape)
+            )
             found = ndimage.binary_dilation(found, iterations=_LAYER_STEPS, mask=layer | found)
         found |= dilate_mm(found, _RIM_GROW_MM, f.spacing) & rim
     notes.update(
