@@ -5,6 +5,7 @@
     rexground bench zero-shot --engine network --model MODEL_DIR  # a model package, scored the same way
     rexground bench zero-shot --absent-ct CT --absent-finding "Bilateral pleural effusions" ...
     rexground bench zero-shot --phantoms 10 --size small          # also per-category Dice on phantoms
+    rexground bench zero-shot --no-real --no-absent --timing CT   # CPU s per finding, CT resampled to 300 slices
 
 A case is a folder with a ``case.json``: ``{"ct": "ct.nii.gz", "labels": {file: description},
 "findings": [{"text", "category", "label"?, "score"?, "lobe"?}, ...], "lobe_slices_z"?: {lobe: [z...]}}``.
@@ -308,6 +309,52 @@ def print_phantoms(rows: list[dict], size: str) -> None:
           f"{np.mean([np.mean(v) for v in per_case.values()]):.3f}")  # fmt: skip
 
 
+# One sentence per rule family, for the runtime check.
+TIMING_FINDINGS = (
+    "Pulmonary nodules in both lungs.",
+    "Ground-glass nodule in the left lower lobe.",
+    "Large mass in the left upper lobe.",
+    "Bilateral pleural effusions.",
+    "Centrilobular emphysema in both upper lobes.",
+    "Patchy ground-glass opacities in the right lower lobe.",
+    "Bibasilar atelectasis.",
+    "Bronchiectasis in the lower lobes.",
+)
+
+
+def run_timing(ct_path: Path, n_slices: int) -> list[dict]:
+    """CPU seconds per finding, each in a fresh engine (its own anatomy and features, as a scan with one
+    finding costs), on the CT resampled along z to ``n_slices`` slices (512 x 512 x 300 is the issue's size)."""
+    from rexground.engines.zero_shot import ZeroShotEngine
+    from rexground.geometry import Geometry
+    from rexground.io import resample_zyx
+
+    ct = read_ct(ct_path)
+    shape = (n_slices, *ct.shape[1:])
+    hu = resample_zyx(ct.hu, ct.spacing_zyx, ct.spacing_zyx, order=1, shape=shape)
+    sp = (ct.spacing_zyx[0] * ct.shape[0] / n_slices, *ct.spacing_zyx[1:])
+    geom = Geometry(
+        size=shape[::-1], spacing=sp[::-1], origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel())
+    )
+    big = CTVolume(hu=hu, geometry=geom)
+    rows = []
+    for text in TIMING_FINDINGS:
+        anatomy = CpuTimedAnatomy(None)
+        t0 = time.process_time()
+        p = ZeroShotEngine(anatomy_fn=anatomy).predict(big, [text])[0]
+        rows.append({"finding": text, "shape": "x".join(map(str, shape)), "anatomy_cpu_s": anatomy.cpu_s,
+                     "rule_cpu_s": p.info.get("rule_cpu_s"), "total_cpu_s": time.process_time() - t0})  # fmt: skip
+        print(f"  {text}: {rows[-1]['total_cpu_s']:.1f} CPU s", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_timing(rows: list[dict]) -> None:
+    print(f"\n## CPU seconds per finding on a {rows[0]['shape']} CT (z, y, x), one finding per scan")
+    print(f"{'anatomy':>8s} {'rule':>6s} {'total':>6s}  finding")
+    for r in rows:
+        print(f"{r['anatomy_cpu_s']:8.1f} {r['rule_cpu_s']:6.1f} {r['total_cpu_s']:6.1f}  {r['finding']}")
+
+
 def write_json(path: Path, doc: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -330,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phantoms", type=int, default=0, help="also score N phantom cases (default 0)")
     ap.add_argument("--size", choices=("small", "real"), default="small")
     ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument(
+        "--timing", type=Path, metavar="CT", help="also time one finding per rule family on this CT"
+    )
+    ap.add_argument(
+        "--timing-slices", type=int, default=300, help="resample --timing's CT to this many slices"
+    )
     ap.add_argument("--anatomy-cache", type=Path, help="cache anatomy results here (development)")
     ap.add_argument("--json", type=Path, help="also write every row to this JSON file")
     args = ap.parse_args(argv)
@@ -370,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
                             args.phantoms, args.size, args.seed)  # fmt: skip
         print_phantoms(rows, args.size)
         doc["phantoms"] = rows
+    if args.timing is not None:
+        doc["timing"] = run_timing(args.timing, args.timing_slices)
+        print_timing(doc["timing"])
     if args.json:
         write_json(args.json, doc)
     return 0

@@ -250,7 +250,8 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
         )
     like = fluid_likelihood(ctx) * outside
     fluid = like >= 0.5
-    near_lung = f.distance_mm(lungs, key="lungs-out") <= _LUNG_CONTACT_MM
+    # Contact: within a couple of mm of the lung, and never less than the next voxel (coarse grids).
+    near_lung = f.distance_mm(lungs, key="lungs-out") <= max(_LUNG_CONTACT_MM, 1.1 * f.inplane)
     rim = (f.hu > _RIM_HU[0]) & (f.hu < _RIM_HU[1]) & near_lung & outside
     wall = chest_wall(ctx)
     fluid &= ~_above_aerated_lung(lungs, f.shape) & ~wall
@@ -277,7 +278,7 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
                 & ~_above_aerated_lung(lungs, f.shape)
             )
             found = ndimage.binary_dilation(found, iterations=_LAYER_STEPS, mask=layer | found)
-        found |= dilate_mm(found, _RIM_GROW_MM, f.spacing) & rim
+        found |= dilate_mm(found, max(_RIM_GROW_MM, 1.1 * f.inplane), f.spacing) & rim
     notes.update(
         rule="pleural_effusion", noise_hu=round(f.noise_hu(), 1), sigma_mm=smoothing_sigma_mm(f),
         volume_ml=round(float(found.sum() * np.prod(f.spacing) / 1000.0), 1),
