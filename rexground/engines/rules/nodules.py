@@ -15,6 +15,8 @@ nodule's scale, so a vessel touching the nodule is cut at its surface.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from scipy import ndimage
 
@@ -276,7 +278,7 @@ ACCEPTED_LOOKS: dict[str | None, dict[str, float]] = {
 
 
 def _quality(
-    c: Candidate, looks: dict[str, float], window: Look, lung_hu: float, slice_mm: float
+    c: Candidate, looks: dict[str, float], window: Look, lung_hu: float, slice_mm: float, grid_mm: float = 1.5
 ) -> dict[str, float]:
     """The shape and density factors of one candidate, each in [0, 1] (see the module docstring)."""
     return {
@@ -296,6 +298,9 @@ def _quality(
         "contrast": float(ramp(c.peak.response / max(window.top_hu - lung_hu, 1.0), 0.06, 0.2)),
         # ... and about 0.9 of the candidate's own contrast (its core over the lung) if it is one compact body;
         # a loose cluster of vessels, or a dense strip at the edge of a wide blob, answers far below that.
+        # Shape needs about three voxels across the blob to be measured at all: a smaller blob cannot be told
+        # from a vessel's cross-section or a clump of noise, so it counts at most half.
+        "resolved": 0.5 + 0.5 * float(ramp(c.diameter_mm / max(grid_mm, 1e-3), 1.5, 3.0)),
         "compact": float(
             ramp(c.peak.response / max(0.9 * (min(c.core_hu, window.top_hu) - lung_hu), 1.0), 0.25, 0.45)
         ),
@@ -348,7 +353,7 @@ def predict_nodules(ctx: RuleContext) -> RuleOutput:
     cands, iso = nodule_candidates(ctx, window)
     slice_mm = f.ct_spacing[0]
     for c in cands:
-        q = _quality(c, looks, window, iso.lung_hu, slice_mm)
+        q = _quality(c, looks, window, iso.lung_hu, slice_mm, grid_mm=max(iso.spacing))
         q["size"] = _size_factor(ctx, c)
         c.notes.update({k: round(v, 3) for k, v in q.items()})
         c.notes["quality"] = float(np.prod(list(q.values())))
@@ -376,12 +381,25 @@ def predict_nodules(ctx: RuleContext) -> RuleOutput:
     )
 
 
+_COUNT_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6}
+_COUNT = re.compile(
+    r"\b(two|three|four|five|six|[2-6](?!\s*(?:mm|cm|\.\d|x\b)))\s+(?:[a-z0-9.-]+\s+){0,3}?"
+    r"(?:nodules|masses|lesions|opacities)\b"
+)
+
+
+def _stated_count(text: str) -> int | None:
+    """A count stated before the plural noun ("two nodules", "3 small pulmonary nodules"), else None."""
+    m = _COUNT.search(text)
+    return _COUNT_WORDS[m.group(1)] if m else None
+
+
 def _choose(ctx: RuleContext, cands: list[Candidate]) -> list[Candidate]:
     """The best candidate; for plural sentences also every other one that is convincing on its own and not
     much weaker than the best, up to the count the sentence implies; overlapping candidates count once."""
     best = cands[0]
     chosen = [best]
-    n_want = _N_WANTED.get(ctx.query.multiplicity, 1)
+    n_want = _stated_count(ctx.text) or _N_WANTED.get(ctx.query.multiplicity, 1)
     if n_want == 1:
         return chosen
     for c in cands[1:]:
