@@ -260,7 +260,10 @@ def _size_factor(ctx: RuleContext, c: Candidate) -> float:
         return float(np.exp(-0.5 * (np.log(d / target) / 0.45) ** 2))
     if any(w in ctx.text for w in _SMALL_WORDS):
         return float(np.exp(-0.5 * (max(0.0, np.log(d / 8.0)) / 0.45) ** 2))  # "small": under a centimetre
-    small = 0.35 + 0.65 * float(ramp(d, 3.0, 10.0))
+    # Ground glass under about 6 mm is rarely reported (it needs no follow-up), and a vessel's partial volume
+    # on a thick slice reads as a ground-glass dot of that size: the rise starts later for that texture.
+    lo, hi = (5.0, 15.0) if getattr(q, "texture", None) == "ground-glass" else (3.0, 10.0)
+    small = 0.35 + 0.65 * float(ramp(d, lo, hi))
     large = 0.4 + 0.6 * float(ramp(d, 40.0, 28.0))
     return small * large
 
