@@ -1,16 +1,20 @@
-"""2d nodules and masses: dense blobs inside the lung envelope, sized by the sentence.
+"""2d nodules and masses: compact dense (or ground-glass) blobs in the lung, not vessels, not the chest wall.
 
-Masses (the word "mass", or a stated size of 3 cm or more): solid voxels inside the lung envelope are opened
+Masses (the word "mass", or one solid lesion of 3 cm or more): solid voxels inside the lung envelope are opened
 by a ball a few millimetres wide, which removes vessels and keeps what is thick enough to be a tumour; the
 component with the most volume in the named place wins (the largest lesion there), and is grown back to
 the solid voxels near it and refined at the CT's own resolution. The lung envelope, not a threshold, is its
 outer boundary: tumour and mediastinal blood have the same density, only anatomy separates them.
 
-Nodules: a multi-scale Hessian blob measure at the scales the stated size implies (a sphere of diameter d
-answers best at sigma = d / (2 sqrt 3)); tubes (vessels) have one eigenvalue near zero and score low.
-The best peaks in the named place (one, a few or many, by the sentence's multiplicity) are each segmented
-at full CT resolution inside a small box: the solid voxels connected to the peak, within a ball of the
-nodule's scale, so a vessel touching the nodule is cut at its surface.
+Nodules: candidates are scale-space blobs (3 mm to 5 cm) on a near-isotropic resampling of the lungs, in the
+density window of the sentence's texture (``blobs``: why each step). Each candidate is scored by factors near 1
+for a nodule and near 0 for what mimics one (``_quality``): its shape (sphere, not tube or branching), what
+leaves it (a vessel continues with its own calibre), what surrounds it (aerated lung, not the chest wall),
+its density for the texture (partial volume of thick slices allowed for), its compactness, its size against
+the stated one and the named place, both as priors that decay, never as clips. A singular sentence answers
+the best candidate; a plural one every convincing candidate up to the count it implies. Each answer is
+segmented at the CT's own resolution at its half-contrast level, inside a ball around it, so a touching vessel
+is cut at its surface.
 """
 
 from __future__ import annotations
@@ -286,7 +290,7 @@ def _quality(
     """The shape and density factors of one candidate, each in [0, 1] (see the module docstring)."""
     return {
         # A sphere curves the same in all directions (ratio 1); a vessel does not curve along its axis (0).
-        # Spheres inserted into real CTs measure 0.6-0.95 at 0.6-5 mm slices, juxtapleural and irregular real
+        # Spheres inserted into real CTs measure 0.6-0.95 at 2.5-5 mm slices, juxtapleural and irregular real
         # nodules 0.5-0.7; vessel branchings and the cut end of a vessel at the pleura 0.25-0.45.
         "shape": float(ramp(c.eigen_ratio, 0.2, 0.5)),
         # Dense tissue leaving through the shell, per own volume: a vessel continues with its own calibre on

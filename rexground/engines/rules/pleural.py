@@ -4,9 +4,10 @@ These are never clipped to the lung mask (they lie between the lung and the ches
 given by a half-space split at the mid-line between the lungs, since a pleural finding is not in either
 lung mask.
 
-* Effusion: water density (-15..+28 HU, smoothed at 2 mm; muscle, liver and spleen are denser on an
-  unenhanced CT) in the pleural envelope but not in the aerated lung, in collections that lie against the
-  lung, weighted towards the dependent (posterior) side where fluid collects.
+* Effusion: water density, read noise-aware on soft tissue only, where the neighbourhood is homogeneous;
+  behind the lung (free fluid is dependent in a supine patient), inside the rib ring, joined to the lung by a
+  line of fluid; one main collection per side, continued by the thin layer against the lung (see
+  ``predict_effusion`` and the constants for each reason). Nothing found: the dependent costophrenic recess.
 * Thickening / plaques: soft-tissue or calcified density within 6 mm of the lung surface, outside it.
 * Pneumothorax: pure air (below -960 HU smoothed, i.e. no lung markings) in the pleural envelope, in
   pockets that reach the lung's outer surface; emphysema inside the lung is not at its surface as a sheet.
@@ -42,25 +43,26 @@ _INTERFACE_STEP_HU = (25.0, 50.0)
 _LUNG_CONTACT_MM = 3.0  # a collection lies against the lung: within about two working voxels of it
 # The lung-side rim of a collection is partial volume between lung and fluid: its voxels read between the two.
 _RIM_HU = (-500.0, 40.0)
-_MIN_EFFUSION_ML = 2.0
+_RIM_GROW_MM = 3.0  # experts draw a collection's visible edge: the rim's partial-volume voxels belong to it
+_MIN_EFFUSION_ML = 2.0  # below this a "collection" is noise or a recess of partial volume
+# Free fluid in one pleural cavity is one body of fluid: pieces smaller than this fraction of the largest on
+# the same side are look-alikes (fat and muscle averaging to water, a fluid-filled structure).
 _SECONDARY_FRACTION = 0.25
-_BONE_HU = 180.0
-# Neighbouring ribs' edges are 10-16 mm apart: from any voxel of the chest wall a rib lies within this
-# distance along each axis (chest_wall).
+_BONE_HU = 180.0  # cortical and trabecular bone of ribs and vertebrae are above this; no soft tissue is
+# Neighbouring ribs' edges are 10-16 mm apart: from any voxel of the chest wall a rib lies within 10 mm along
+# z; in-plane 3 mm allows for the wall's slope (chest_wall).
 _RIB_WINDOW_MM = (10.0, 3.0, 3.0)
-_PASS_HU = (-60.0, 40.0)  # half way from water to fat, and just below muscle
-_LAYER_STEPS = 6
+# A line of fluid to the lung may pass anything of roughly water density (noise and partial volume make holes
+# in the strict fluid map): from half way to fat (-60 HU) to just below muscle (40 HU).
+_PASS_HU = (-60.0, 40.0)
+# A layer thinner than the density average (2-4 mm against the lung) continues a collection found beside it:
+# single voxels of water density (-80..35 HU, their noise allowed for) within 5 mm of the lung, reached along
+# the lung's surface up to 9 mm from the found collection.
 _LAYER_HU = (-80.0, 35.0)
 _LAYER_MM = 5.0
-_FILL_MM = 3.0  # holes the noise leaves in a collection are up to a few mm across
-_RIM_GROW_MM = 3.0
-
-
-def _PASS_MODE(mean, rim, fluid):
-    return ((mean > _PASS_HU[0]) & (mean < _PASS_HU[1])) | rim | fluid
-
-
-_PLEURAL_REACH_MM = 60.0  # the ribs of a hemithorax full of fluid are still within this of the lung  # cortical and trabecular bone of ribs and vertebrae are above this; no soft tissue is  # below this a "collection" is noise or a recess of partial volume
+_LAYER_REACH_MM = 9.0
+_FILL_MM = 3.0  # holes the noise leaves inside a collection are up to a few mm across
+_PLEURAL_REACH_MM = 60.0  # the ribs of a hemithorax full of fluid are still within this of the lung
 _THICKENING_WORDS = ("thicken", "plaque", "pleural-based", "pleural based", "nodular pleura")
 # When nothing is found the answer is the most dependent costophrenic recess, where a trace of fluid
 # collects first in a supine patient: the pleural space within this radius of the lung's lowest back point.
@@ -116,24 +118,6 @@ def fluid_likelihood(ctx: RuleContext) -> np.ndarray:
     noise = f.noise_hu()
     lo, hi = (float(np.hypot(noise, step)) for step in _INTERFACE_STEP_HU)
     return band(mean, HU_FLUID_LOW, HU_FLUID_HIGH, soft=_FLUID_SOFT_HU) * ramp(std, hi, lo)
-
-
-def _below_lung_ok(fluid: np.ndarray, lungs: np.ndarray, rim: np.ndarray) -> np.ndarray:
-    """Voxels under the lung's base (below the lowest lung voxel of their (y, x) column) that reach the lung
-    through fluid straight up: fluid beneath a lung lifted by an effusion does, while the stomach, liver or
-    spleen under the diaphragm are separated from the lung by the diaphragm muscle and its fat, which are not
-    fluid. Voxels beside or above the lung are not constrained here (True)."""
-    nz = lungs.shape[0]
-    has_lung = lungs.any(axis=0)
-    floor = np.where(has_lung, np.argmax(lungs, axis=0), nz)  # lowest lung z per column (nz: none)
-    ok = np.ones(lungs.shape, bool)
-    reach = np.zeros(lungs.shape[1:], bool)
-    passable = fluid | rim
-    for z in range(nz - 2, -1, -1):  # from the top down: z + 1 is the slice above
-        reach = passable[z] & (reach | lungs[z + 1])
-        under = z < floor
-        ok[z] = ~under | reach
-    return ok
 
 
 def chest_wall(ctx: RuleContext) -> np.ndarray:
@@ -258,7 +242,7 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
     mean, _ = f.tissue_mean_std(smoothing_sigma_mm(f))
     # What a line of fluid may pass: anything of roughly water density (noise and partial volume make holes
     # in the strict fluid map); fat (-100 HU), muscle and bone are barriers.
-    passable = _PASS_MODE(mean, rim, fluid)
+    passable = ((mean > _PASS_HU[0]) & (mean < _PASS_HU[1])) | rim | fluid
     fluid &= ~_cut_off_from_lung(ctx, fluid, lungs, passable)
     min_vox = max(3, int(np.ceil(_MIN_EFFUSION_ML * 1000.0 / float(np.prod(f.spacing)))))
     found = _main_collections(ctx, keep_components(_touching(fluid, near_lung), min_vox))
@@ -266,7 +250,7 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
         # Holes the noise left inside the collection are fluid too (a closing as wide as the smoothing), and the
         # partial-volume rim towards the lung belongs to it (experts draw its visible edge).
         found = mm.close(found, _FILL_MM, f.spacing) & outside & ~wall
-        if _LAYER_STEPS:
+        if _LAYER_REACH_MM > 0:
             # A thin layer against the lung is too thin for the averaged density: single voxels of water
             # density within a few mm of the lung continue the collection along the lung's surface.
             layer = (
@@ -277,7 +261,8 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
                 & (f.distance_mm(lungs, key="lungs-out") <= _LAYER_MM)
                 & ~_above_aerated_lung(lungs, f.shape)
             )
-            found = ndimage.binary_dilation(found, iterations=_LAYER_STEPS, mask=layer | found)
+            steps = max(1, round(_LAYER_REACH_MM / f.inplane))
+            found = ndimage.binary_dilation(found, iterations=steps, mask=layer | found)
         found |= dilate_mm(found, max(_RIM_GROW_MM, 1.1 * f.inplane), f.spacing) & rim
     notes.update(
         rule="pleural_effusion", noise_hu=round(f.noise_hu(), 1), sigma_mm=smoothing_sigma_mm(f),
