@@ -203,7 +203,8 @@ def run_case(
                 "pred_ml": float(p.mask.sum()) * voxel_ml,
                 "anatomy_cpu_s": anatomy.cpu_s,
                 "anatomy_cached": anatomy.cached,
-                "rule_cpu_s": p.info.get("rule_cpu_s"),
+                # engines without a per-finding time (the network) get the scan's CPU time shared out
+                "rule_cpu_s": p.info.get("rule_cpu_s", total_cpu / max(len(findings), 1)),
                 "case_cpu_s": total_cpu,
                 "rule": p.info.get("rule"),
                 "fallback": p.info.get("fallback"),
