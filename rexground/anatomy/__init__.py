@@ -272,7 +272,8 @@ def compute_anatomy_from_array(
     lap("lungs")
     env_r, env_l = _envelopes.lung_envelopes(right, left, body, airways, sp)
     thorax = _envelopes.thoracic_hull(env_r, env_l)
-    medi = _envelopes.mediastinum(env_r, env_l, thorax) & ~env_r & ~env_l
+    spine_y = _envelopes.spine_front(hu, body, env_r, env_l, sp)
+    medi = _envelopes.mediastinum(env_r, env_l, thorax, spine_y, sp, body) & ~env_r & ~env_l
     pleural = _envelopes.pleural_envelope(hu, body, env_r, env_l, medi, sp)
     lap("envelopes")
     lobes = _lobes.lobe_map(env_r, env_l)

@@ -14,10 +14,15 @@ both lungs' envelopes claim go to the nearer lung.
 Mediastinum (approximate, per axial slice): between the two lungs, i.e. the voxels of the thoracic hull
 (convex hull of both lung envelopes) whose x lies between the right lung's and the left lung's medial
 borders on the same row, or between the two lungs' medial-most columns on rows that lack one lung; it
-never overlaps either lung envelope (a hilar tumour inside an envelope is not mediastinum).
+never overlaps either lung envelope (a hilar tumour inside an envelope is not mediastinum). It ends 8 mm
+behind the front of the vertebral body (found per slice as the most anterior bone near the mid-line in the
+back half of the thorax) beyond 18 mm of the mid-line: there lie the spine and the paravertebral gutters,
+which are pleural space.
 
 Pleural envelope: the thoracic cage (per-slice convex hull of both lungs and of the bone within 25 mm of
-them, i.e. ribs, spine and sternum, not the arms) within 60 mm of a lung, minus the lungs' cores (two
+them, i.e. ribs, spine and sternum, not the arms; 50 mm in the lowest third of the lungs and below, where an
+effusion pushes the lung off its ribs and the costophrenic recess lies below the lung base) within 60 mm of a
+lung, never more than 5 mm above the lung apex (the cupola), minus the lungs' cores (two
 in-plane voxels, ~3 mm, inside their envelope) and the mediastinum. Fluid and free air collect there; the ribs and intercostal
 muscles are inside it, so engines still need density (fluid 0-30 HU, air below -900 HU) to find either.
 """
@@ -32,9 +37,21 @@ from . import morphology as mm
 _CLOSE_MM = 25.0
 BONE_HU = 180.0
 _BONE_NEAR_LUNG_MM = 25.0
+# Fluid collects from the base up (it is dependent), pushing the lower lung away from its ribs and filling the
+# costophrenic recess below the lung base: there the ribs of the cage may lie this far from the lung.
+_BONE_NEAR_BASE_MM = 50.0
+_BASE_FRACTION = 0.35  # "the base": the lowest third or so of the lungs' height, and everything below it
+_CUPOLA_MM = 5.0  # the pleura over the apex (cupola) hugs the lung: no pleural space above it
 _PLEURAL_REACH_MM = 60.0
 _CROSS = ndimage.generate_binary_structure(2, 1)[None]  # in-plane cross: the rim is kept in each slice
 _CORE_STEPS = 2
+_SPINE_BAND_MM = (
+    15.0  # half-width of the mid-line band searched for the vertebral body (vertebrae: 30-50 mm wide)
+)
+_SPINE_MEDIAN_MM = 25.0  # about one vertebra
+# The descending aorta and the oesophagus lie in front of the vertebral body and beside its front half.
+_MEDIASTINUM_BEHIND_SPINE_MM = 8.0
+_SPINE_HALF_WIDTH_MM = 18.0  # thoracic vertebral bodies are 30-45 mm wide
 
 
 def lung_envelope_side(lung: np.ndarray, spacing) -> np.ndarray:
@@ -66,8 +83,18 @@ def _medial_borders(env_r: np.ndarray, env_l: np.ndarray) -> tuple[np.ndarray, n
     return r_max, l_min
 
 
-def mediastinum(env_r: np.ndarray, env_l: np.ndarray, thorax: np.ndarray) -> np.ndarray:
-    """Approximate mediastinum inside the per-slice thoracic hull (see the module docstring)."""
+def mediastinum(
+    env_r: np.ndarray,
+    env_l: np.ndarray,
+    thorax: np.ndarray,
+    spine_y: np.ndarray | None = None,
+    spacing=None,
+    body: np.ndarray | None = None,
+) -> np.ndarray:
+    """Approximate mediastinum inside the per-slice thoracic hull (see the module docstring). With
+    ``spine_y`` (from :func:`spine_front`) it ends a few mm behind the vertebral body's front: behind that,
+    between the lungs, lie the spine and the paravertebral gutters, which are pleural space (an effusion
+    pushing a lung away from the spine would otherwise be read as mediastinum)."""
     r_max, l_min = _medial_borders(env_r, env_l)
     nx = env_r.shape[2]
     # the medial-most columns of each lung in each slice, for rows where a lung is absent
@@ -79,7 +106,57 @@ def mediastinum(env_r: np.ndarray, env_l: np.ndarray, thorax: np.ndarray) -> np.
     xs = np.arange(nx)[None, None, :]
     between = (xs > lo[..., None]) & (xs < hi[..., None])
     valid_slice = (r_slice >= 0) & (l_slice < nx)
-    return between & thorax & valid_slice[:, None, None]
+    out = between & thorax & valid_slice[:, None, None]
+    if spine_y is not None and spacing is not None:
+        limit = np.where(np.isfinite(spine_y), spine_y + _MEDIASTINUM_BEHIND_SPINE_MM / spacing[1], np.inf)
+        behind = np.arange(env_r.shape[1])[None, :, None] > limit[:, None, None]
+        # In front of the vertebral body's middle (the oesophagus, azygos and the retrocrural space) it is
+        # still mediastinum: the gutters are beside the vertebral body, beyond half its width.
+        mid = (
+            np.array([body_centre_x(b) for b in body])
+            if body is not None
+            else np.full(len(r_slice), nx / 2.0)
+        )
+        central = np.abs(xs - mid[:, None, None]) <= _SPINE_HALF_WIDTH_MM / spacing[2]
+        out &= ~(behind & ~central)
+    return out
+
+
+def body_centre_x(body_slice: np.ndarray) -> float:
+    """The mid-line of one axial slice: the centre of the body's left-right extent (the body is symmetric
+    even where an effusion or a collapsed lobe has moved a lung, or the mediastinum)."""
+    xs = np.flatnonzero(body_slice.any(axis=0))
+    return 0.5 * (xs[0] + xs[-1]) if xs.size else 0.5 * (body_slice.shape[1] - 1)
+
+
+def spine_front(
+    hu: np.ndarray, body: np.ndarray, env_r: np.ndarray, env_l: np.ndarray, spacing
+) -> np.ndarray:
+    """Per axial slice, the y index of the vertebral body's anterior surface (nan where none is found): the
+    most anterior bone voxel within 15 mm of the body's mid-line (:func:`body_centre_x`), in the back half of the
+    thorax (the sternum is in front). Smoothed along z by a running median (a vertebra is 20-30 mm tall)."""
+    nz = hu.shape[0]
+    out = np.full(nz, np.nan)
+    both = env_r | env_l
+    half_band = max(1, round(_SPINE_BAND_MM / spacing[2]))
+    for z in range(nz):
+        if not both[z].any():
+            continue
+        mid = round(body_centre_x(body[z]))
+        ys = np.flatnonzero(both[z].any(axis=1))
+        y_half = int(0.5 * (ys[0] + ys[-1]))
+        band = (hu[z, y_half:, max(0, mid - half_band) : mid + half_band + 1] > BONE_HU) & body[
+            z, y_half:, max(0, mid - half_band) : mid + half_band + 1
+        ]
+        rows = np.flatnonzero(band.any(axis=1))
+        if rows.size:
+            out[z] = y_half + rows[0]
+    k = max(1, round(_SPINE_MEDIAN_MM / spacing[0])) | 1
+    valid = np.isfinite(out)
+    if valid.sum() >= 1:
+        filled = np.interp(np.arange(nz), np.flatnonzero(valid), out[valid])
+        out = np.where(both.any(axis=(1, 2)), ndimage.median_filter(filled, size=k, mode="nearest"), np.nan)
+    return out
 
 
 def thoracic_hull(env_r: np.ndarray, env_l: np.ndarray) -> np.ndarray:
@@ -93,7 +170,13 @@ def pleural_envelope(
     if not lungs_env.any():
         return np.zeros(hu.shape, dtype=bool)
     near = mm.dilate_coarse(lungs_env, _PLEURAL_REACH_MM, spacing)
-    bone = (hu > BONE_HU) & body & mm.dilate_coarse(lungs_env, _BONE_NEAR_LUNG_MM, spacing)
+    zs = np.flatnonzero(lungs_env.any(axis=(1, 2)))
+    base_top = int(zs[0] + _BASE_FRACTION * (zs[-1] - zs[0]))
+    reach = mm.dilate_coarse(lungs_env, _BONE_NEAR_LUNG_MM, spacing)
+    reach[: base_top + 1] = mm.dilate_coarse(lungs_env, _BONE_NEAR_BASE_MM, spacing)[: base_top + 1]
+    bone = (hu > BONE_HU) & body & reach
     cage = mm.convex_hull_per_slice(bone | lungs_env) & body
     core = ndimage.binary_erosion(lungs_env, _CROSS, iterations=_CORE_STEPS)
-    return cage & near & ~core & ~medi
+    out = cage & near & ~core & ~medi
+    out[zs[-1] + 1 + int(np.ceil(_CUPOLA_MM / spacing[0])) :] = False
+    return out

@@ -17,7 +17,7 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "evaluate": ("bench_evaluate.py", "rexground evaluate vs a straightforward implementation (speed, identity)"),
     "anatomy": ("bench_anatomy.py", "lung Dice vs expert contours; --ts-dir: lobe Dice vs CT-RATE TotalSegmentator"),
-    "zero-shot": ("bench_zero_shot.py", "zero-shot engine on the real CTs and per-category Dice on phantoms"),
+    "zero-shot": ("bench_zero_shot.py", "an engine on real-CT case folders (official metrics), CTs without the finding"),
     "onnx": ("bench_onnx.py", "ONNX vs torch eager, three findings vs one, peak memory for a big CT"),
     "phantoms": ("bench_phantoms.py", "train from scratch on phantoms for M minutes; held-out and prompt-swap Dice"),
     "loader": ("bench_loader.py", "training loader: patches per second per CPU core, bytes read per patch"),

@@ -132,6 +132,7 @@ class ZeroShotEngine:
 
     def _predict_one(self, anat, features: Features, query: FindingQuery, t_anat: float) -> FindingPrediction:
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         info: dict = {"engine": self.name, "anatomy_s": round(t_anat, 3)}
         try:
             region, named, dropped = named_region(anat, query)
@@ -156,6 +157,7 @@ class ZeroShotEngine:
         info["fallback"] = pp["fallback"]
         info["voxels"] = int(mask.sum())
         info["rule_s"] = round(time.perf_counter() - t0, 3)
+        info["rule_cpu_s"] = round(time.process_time() - cpu0, 3)  # comparable on a shared machine
         score = None
         if self.keep_score:
             score = anat.to_ct_grid(out.score.astype(np.float32))

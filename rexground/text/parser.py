@@ -27,6 +27,8 @@ What the fields mean (the contract the engines read):
   "millimetric" 5, "< 5 mm" / "less than 5 mm" 5 as an upper bound.
 - ``multiplicity``: count words before the finding noun ("a few", "multiple", "one"), a count or "largest"
   after it; else diffuse for non-focal categories, else plural noun or several places -> multiple.
+- ``texture``: solid / part-solid / ground-glass / calcified from the sentence's density words
+  (``rexground.text.texture``), None when it names none.
 - ``negated``: a negation cue before the decisive word in its clause ("no", "without", "absence of"), or
   "resolved" / "no longer seen" after it. ``uncertain``: a hedge anywhere ("possible", "likely", "cannot be
   excluded", "difficult to distinguish"); "indeterminate" and "nonspecific" describe a finding's nature
@@ -42,6 +44,7 @@ from rexground.errors import FindingTextError
 from rexground.text import vocab
 from rexground.text.location import read_location
 from rexground.text.query import FindingQuery
+from rexground.text.texture import read_texture
 
 # Reports are short; a "finding" far longer than this is a pasted report, read only to this many characters
 # so a pathological input cannot make the regular expressions slow.
@@ -240,6 +243,7 @@ def parse_finding(text: object) -> FindingQuery:
         size_mm=size_mm,
         size_is_upper_bound=size_bound,
         multiplicity=_multiplicity(norm, decisive, category, _places(loc)),
+        texture=read_texture(norm),
         negated=decisive is not None and _is_negated(norm, decisive),
         uncertain=vocab.UNCERTAINTY.search(norm) is not None,
     )

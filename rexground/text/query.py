@@ -17,6 +17,9 @@ Zone = Literal[
     "anterior", "posterior", "dependent", "fissural", "pleural",
 ]  # fmt: skip
 Multiplicity = Literal["single", "few", "multiple", "diffuse"]
+# The lesion's density as the sentence states it ("ground-glass nodule", "part-solid", "calcified granuloma");
+# None when it states none. Rules use it to pick the density a lesion is looked for at.
+Texture = Literal["solid", "part-solid", "ground-glass", "calcified"]
 
 
 class FindingQuery(BaseModel):
@@ -35,6 +38,7 @@ class FindingQuery(BaseModel):
     size_mm: float | None = None  # largest stated dimension
     size_is_upper_bound: bool = False  # "subcentimeter", "< 5 mm"
     multiplicity: Multiplicity = "single"
+    texture: Texture | None = None
     negated: bool = False
     uncertain: bool = False
 

@@ -11,10 +11,31 @@ import numpy as np
 from scipy import ndimage
 
 from rexground.engines.rules.common import RuleContext, RuleOutput, dilate_mm, soft_prior
-from rexground.engines.rules.nodules import _blobness
 
 _DIAMETERS_MM = (2.5, 4.0, 6.0)
 _MAX_PEAKS = 300
+
+
+def _blobness(ctx: RuleContext, diameters: list[float], where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Max over scales of a bright-blob measure (all three eigenvalues negative; the weakest one decides,
+    so tubes and plates score near zero) and the diameter of the best scale, on the working grid."""
+    f = ctx.features
+    best = np.zeros(int(where.sum()), np.float32)
+    best_d = np.zeros_like(best)
+    for d in diameters:
+        sigma = d / (2.0 * np.sqrt(3.0))
+        sigma = max(sigma, 0.5 * min(f.spacing))
+        ev = f.hessian_eigenvalues(sigma, where)
+        weakest = ev[:, 2]  # ascending, so the largest (least negative) eigenvalue
+        b = np.where(weakest < 0, -weakest, 0.0).astype(np.float32)
+        better = b > best
+        best[better] = b[better]
+        best_d[better] = d
+    out = np.zeros(f.shape, np.float32)
+    out_d = np.zeros(f.shape, np.float32)
+    out[where] = best
+    out_d[where] = best_d
+    return out, out_d
 
 
 def predict(ctx: RuleContext) -> RuleOutput:

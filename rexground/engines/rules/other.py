@@ -4,7 +4,8 @@ sharper by density where the sentence says what to look for.
 * Calcification (calcified granuloma, calcified nodule): voxels above 150 HU in the named place of the
   lung envelope (bone is outside it).
 * Focal findings otherwise: abnormal solid density (above -500 HU, opened by 2 mm to drop vessels).
-* Diffuse findings otherwise: lung of abnormal density (between -800 and -200 HU, smoothed at 2 mm).
+* Diffuse findings otherwise: lung of abnormal density (between -800 and -200 HU, smoothed at 2 mm),
+  more than 3 mm inside the lung (the partial-volume band along its boundary reads the same).
 When none of that is there, the engine falls back to the named place itself.
 """
 
@@ -22,6 +23,8 @@ from rexground.engines.rules.common import (
     soft_prior,
 )
 
+_EDGE_MM = 3.0
+
 
 def predict(ctx: RuleContext) -> RuleOutput:
     f = ctx.features
@@ -38,7 +41,10 @@ def predict(ctx: RuleContext) -> RuleOutput:
         kind = "focal"
         min_vox = max(3, int(np.ceil(50.0 / float(np.prod(f.spacing)))))
     else:
-        like = band(f.smooth(2.0), -800.0, -200.0, 60.0) * soft_prior(ctx, decay_mm=5.0, within=lungs)
+        # Abnormal density (-800..-200 HU) is also what the partial-volume band along the lung's boundary
+        # reads, on every CT: the band within 3 mm of the lung's surface does not count by itself.
+        inner = lungs & (f.depth_mm(lungs, key="lungs") > _EDGE_MM)
+        like = band(f.smooth(2.0), -800.0, -200.0, 60.0) * soft_prior(ctx, decay_mm=5.0, within=inner)
         kind = "diffuse"
         min_vox = max(3, int(np.ceil(100.0 / float(np.prod(f.spacing)))))
     found = keep_components(like >= 0.5, min_vox)
