@@ -289,3 +289,15 @@ def split_by_findings(
     entries = list(entries)
     return [e for e in entries if e.findings], [e for e in entries if not e.findings]
 
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard I/N`` (0-based: this process takes scans I, I+N, ...) as (I, N); argparse's type for it."""
+    import argparse
+
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must be I/N with integers, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return index, count

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rexground.dataset import load_dataset, read_ct_header, resolve_ct, split_by_findings
+from rexground.dataset import load_dataset, parse_shard, read_ct_header, resolve_ct, split_by_findings
 from rexground.engines.select import DEVICES, ENGINE_KINDS, TILE_STEP_HELP, choose_engine, parse_tile_step
 from rexground.errors import OutputFileError, RexgroundError
 from rexground.folder_claim import claim_scans, shard_names
@@ -35,16 +35,6 @@ from rexground.predictor import Predictor
 from rexground.submission import check_array, pack_submission, validate_submission, write_scan_submission
 
 
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        index, count = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard must be I/N with integers, got {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"--shard I/N needs 0 <= I < N, got {text!r}")
-    return index, count
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset", type=Path, required=True, help="dataset.json / MICCAI_challenge_dataset.json"
@@ -53,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ct-root", type=Path, required=True, help="CTs: flat folder or CT-RATE tree")
     parser.add_argument("--out", type=Path, required=True, help="folder of submission files (created)")
     parser.add_argument("--zip", type=Path, help="also pack the validated folder into this upload zip")
-    parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N",
                         help="predict scans I, I+N, I+2N, ... of the split (0 <= I < N)")  # fmt: skip
     parser.add_argument(
         "--resume", action="store_true", help="skip scans whose file already passes the checks"

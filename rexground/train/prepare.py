@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rexground.dataset import parse_shard
 from rexground.errors import InputFileError
 from rexground.train.config import DataConfig, InputSpec
 
@@ -274,16 +275,6 @@ def summary_rows(results: list[SplitResult]) -> list[tuple[str, str]]:
 # ---- the command ---------------------------------------------------------------------------------------
 
 
-def _parse_shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: need 0 <= I < N")
-    return i, n
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.splitlines()[0].split(": ", 1)[-1]
     parser.add_argument(
@@ -300,7 +291,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine (default 1)")
     parser.add_argument(
-        "--shard", type=_parse_shard, default=None, metavar="I/N",
+        "--shard", type=parse_shard, default=None, metavar="I/N",
         help="prepare scans I, I+N, ... of each split (default: the torchrun rank, else everything)",
     )  # fmt: skip
     parser.add_argument(
