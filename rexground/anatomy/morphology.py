@@ -79,12 +79,6 @@ def dilate(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False)
     return distance_to(mask, spacing, per_slice, max_mm=radius_mm) <= radius_mm
 
 
-def erode(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) -> np.ndarray:
-    if radius_mm <= 0:
-        return np.asarray(mask, dtype=bool).copy()
-    return distance_inside(mask, spacing, per_slice) > radius_mm
-
-
 def close(mask: np.ndarray, radius_mm: float, spacing, per_slice: bool = False) -> np.ndarray:
     """Closing, computed in the mask's bounding box padded by the radius (so that structures at the array
     border are not eroded and nothing outside that box is touched)."""
