@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rexground.errors import ModelPackageError
 
@@ -121,18 +129,11 @@ class Manifest(_Frozen):
     parity: dict[str, Parity] = {}
     source: dict[str, str] = {}  # run dir, checkpoint, config digest: provenance only
 
-    @field_validator("patch_size")
+    @field_validator("patch_size", "target_spacing")
     @classmethod
-    def _positive_patch(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+    def _positive(cls, v: tuple, info: ValidationInfo) -> tuple:
         if min(v) <= 0:
-            raise ValueError(f"patch size must be positive, got {v}")
-        return v
-
-    @field_validator("target_spacing")
-    @classmethod
-    def _positive_spacing(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if min(v) <= 0:
-            raise ValueError(f"target spacing must be positive, got {v}")
+            raise ValueError(f"{info.field_name.replace('_', ' ')} must be positive, got {v}")
         return v
 
     @model_validator(mode="after")
