@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_loader import bytes_read  # bench/ is the script's folder: on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 GRIDS = ("512x512x300", "512x512x450", "512x512x600", "768x768x600")
@@ -116,14 +117,6 @@ def _prepare_replica(args: tuple) -> dict:
     return report
 
 
-def _rchar() -> int:
-    with open("/proc/self/io") as fh:
-        for line in fh:
-            if line.startswith("rchar"):
-                return int(line.split()[1])
-    return 0
-
-
 def codec_rows(ct_int16: np.ndarray, intensity, patch, n_patches: int, work: Path) -> list[tuple]:
     """Each storage option of the CT channel: (name, MB, build CPU s, patch CPU ms, MB read per patch)."""
     import blosc2
@@ -135,10 +128,10 @@ def codec_rows(ct_int16: np.ndarray, intensity, patch, n_patches: int, work: Pat
     rows = []
 
     def timed_reads(read, boxes) -> tuple[float, float]:
-        cpu, r0 = time.process_time(), _rchar()
+        cpu, r0 = time.process_time(), bytes_read()
         for box in boxes:
             read(box)
-        return (time.process_time() - cpu) / len(boxes) * 1000, (_rchar() - r0) / len(boxes) / 2**20
+        return (time.process_time() - cpu) / len(boxes) * 1000, (bytes_read() - r0) / len(boxes) / 2**20
 
     def blosc(label, array, codec, level, shuffle):
         path = work / f"{label.replace(' ', '_')}.b2nd"

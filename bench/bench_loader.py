@@ -41,7 +41,9 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def _rchar() -> int:
+def bytes_read() -> int:
+    """Bytes this process has read through read calls so far (``rchar`` of ``/proc/self/io``; page cache
+    included), 0 where the kernel does not report it."""
     with open("/proc/self/io") as fh:
         for line in fh:
             if line.startswith("rchar"):
@@ -51,10 +53,10 @@ def _rchar() -> int:
 
 def measure(dataset, steps: int, patches_per_step: int) -> dict:
     dataset[0]  # warm-up: opens the files
-    cpu, wall, r0 = time.process_time(), time.perf_counter(), _rchar()
+    cpu, wall, r0 = time.process_time(), time.perf_counter(), bytes_read()
     for step in range(1, steps + 1):
         dataset[step]
-    cpu, wall, read = time.process_time() - cpu, time.perf_counter() - wall, _rchar() - r0
+    cpu, wall, read = time.process_time() - cpu, time.perf_counter() - wall, bytes_read() - r0
     n = steps * patches_per_step
     return {
         "patches": n,
