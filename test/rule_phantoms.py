@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rexground.anatomy import LOBE_LABELS
 from rexground.engines.zero_shot import ZeroShotEngine
 from rexground.geometry import Geometry
 from rexground.io import CTVolume
 from rexground.synth.insert import insert_lesion, thick_slices
 from rexground.text.parser import parse_finding
-
-LOBE_LABELS = {"RUL": 1, "RML": 2, "RLL": 3, "LUL": 4, "lingula": 5, "LLL": 6}
 
 
 def ellipsoid_mm(shape, spacing, centre, radii) -> np.ndarray:
@@ -118,7 +117,26 @@ def make_chest(spacing=(1.5, 1.5, 1.5), vessels: bool = True, ribs: bool = True)
     return Chest(hu=hu, spacing=sp, body=body, lung_right=lung_r, lung_left=lung_l, cavity=cavity)
 
 
-class FakeAnatomy:
+class LobedAnatomyStandIn:
+    """The place-answering half of rexground.anatomy.Anatomy for stand-ins that set ``lung_right``,
+    ``lung_left``, ``lungs`` and ``lobes`` (labels of ``LOBE_LABELS``) on a working grid that is the CT grid:
+    a side's lung, its named lobes within it (the whole side when they are absent), zones as the side."""
+
+    def region(self, side="unspecified", lobes=(), zones=()):
+        env = {"right": self.lung_right, "left": self.lung_left}.get(side, self.lungs)
+        if lobes:
+            sel = np.isin(self.lobes, [LOBE_LABELS[x] for x in lobes]) & env
+            return sel if sel.any() else env
+        return env
+
+    def zone(self, name, side="unspecified"):
+        return self.region(side)
+
+    def to_ct_grid(self, arr):
+        return np.asarray(arr).copy()
+
+
+class FakeAnatomy(LobedAnatomyStandIn):
     """Enough of rexground.anatomy.Anatomy for the rules: exact lungs (the true cavities minus what the test
     says displaces them), lobes split by height (upper above 55%, lower below 45% of the lung), no airways,
     working grid = CT grid."""
@@ -147,19 +165,6 @@ class FakeAnatomy:
             lobes[lung & (zn >= 0.5)] = upper
             lobes[lung & (zn < 0.5)] = lower
         self.lobes = lobes
-
-    def region(self, side="unspecified", lobes=(), zones=()):
-        env = {"right": self.lung_right, "left": self.lung_left}.get(side, self.lungs)
-        if lobes:
-            sel = np.isin(self.lobes, [LOBE_LABELS[x] for x in lobes]) & env
-            return sel if sel.any() else env
-        return env
-
-    def zone(self, name, side="unspecified"):
-        return self.region(side)
-
-    def to_ct_grid(self, arr):
-        return np.asarray(arr).copy()
 
 
 def _shell(mask: np.ndarray) -> np.ndarray:

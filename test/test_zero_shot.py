@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from rule_phantoms import LobedAnatomyStandIn
 
 from rexground.engines.rules import RULES, Features, RuleContext, rule_for
 from rexground.engines.zero_shot import ZeroShotEngine, named_region, segment_zones
@@ -17,7 +18,6 @@ from rexground.text.query import CATEGORY_CODES, FindingQuery
 
 SPACING = (1.5, 1.5, 1.5)
 SHAPE = (48, 72, 96)  # z, y (anterior->posterior), x (patient right->left)
-LOBE_LABELS = {"RUL": 1, "RML": 2, "RLL": 3, "LUL": 4, "lingula": 5, "LLL": 6}
 
 
 def _ellipsoid(centre, radii, shape=SHAPE):
@@ -65,7 +65,7 @@ def make_phantom(seed: int = 0) -> Phantom:
     return Phantom(hu=hu, lungs=lungs, targets=targets)
 
 
-class FakeAnatomy:
+class FakeAnatomy(LobedAnatomyStandIn):
     """Just enough of rexground.anatomy.Anatomy: exact lungs, z-split lobes, working grid = CT grid."""
 
     def __init__(self, ph: Phantom):
@@ -87,20 +87,10 @@ class FakeAnatomy:
         lobes[self.lung_left & (z >= 22)] = 4
         self.lobes = lobes
 
-    def region(self, side="unspecified", lobes=(), zones=()):
-        env = {"right": self.lung_right, "left": self.lung_left}.get(side, self.lungs)
-        if lobes:
-            sel = np.isin(self.lobes, [LOBE_LABELS[x] for x in lobes]) & env
-            return sel if sel.any() else env
-        return env
-
     def zone(self, name, side="unspecified"):
         z = np.arange(SHAPE[0])[:, None, None]
         base = self.region(side)
         return base & (z < 20) if name == "basal" else base
-
-    def to_ct_grid(self, arr):
-        return np.asarray(arr).copy()
 
 
 def _ct(ph: Phantom) -> CTVolume:
