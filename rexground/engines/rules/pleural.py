@@ -238,7 +238,8 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
     near_lung = f.distance_mm(lungs, key="lungs-out") <= max(_LUNG_CONTACT_MM, 1.1 * f.inplane)
     rim = (f.hu > _RIM_HU[0]) & (f.hu < _RIM_HU[1]) & near_lung & outside
     wall = chest_wall(ctx)
-    fluid &= ~_above_aerated_lung(lungs, f.shape) & ~wall
+    in_front_of_lung = _above_aerated_lung(lungs, f.shape)
+    fluid &= ~in_front_of_lung & ~wall
     mean, _ = f.tissue_mean_std(smoothing_sigma_mm(f))
     # What a line of fluid may pass: anything of roughly water density (noise and partial volume make holes
     # in the strict fluid map); fat (-100 HU), muscle and bone are barriers.
@@ -259,7 +260,7 @@ def predict_effusion(ctx: RuleContext) -> RuleOutput:
                 & (f.hu > _LAYER_HU[0])
                 & (f.hu < _LAYER_HU[1])
                 & (f.distance_mm(lungs, key="lungs-out") <= _LAYER_MM)
-                & ~_above_aerated_lung(lungs, f.shape)
+                & ~in_front_of_lung
             )
             steps = max(1, round(_LAYER_REACH_MM / f.inplane))
             found = ndimage.binary_dilation(found, iterations=steps, mask=layer | found)
