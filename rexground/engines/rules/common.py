@@ -86,14 +86,7 @@ class Features:
         key = ("noise",)
         if key not in self._cache:
             sub = self.hu[self.roi]
-            size = (
-                1,
-                max(3, round(7.5 / self.spacing[1]) | 1),
-                max(3, round(7.5 / self.spacing[2]) | 1),
-            )
-            m = ndimage.uniform_filter(sub, size, mode="nearest")
-            m2 = ndimage.uniform_filter(sub * sub, size, mode="nearest")
-            sd = np.sqrt(np.maximum(m2 - m * m, 0.0))
+            m, sd = local_mean_sd_inplane(sub, 7.5, self.spacing)
             body = (
                 np.asarray(self.anat.body, bool)[self.roi]
                 & ~np.asarray(self.anat.lung_envelope, bool)[self.roi]
@@ -294,6 +287,30 @@ def band(x: np.ndarray, lo: float, hi: float, soft: float) -> np.ndarray:
     """1 inside [lo, hi], falling linearly to 0 over ``soft`` on both sides."""
     x = np.asarray(x, np.float32)
     return np.minimum(ramp(x, lo - soft, lo), ramp(x, hi + soft, hi))
+
+
+def local_mean_sd_inplane(image: np.ndarray, window_mm: float, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of ``image`` over in-plane square windows about ``window_mm`` wide (odd,
+    at least 3 voxels; one slice thick, so thick slices do not mix tissues across z)."""
+    size = (1, *(max(3, round(window_mm / s) | 1) for s in spacing[1:]))
+    m = ndimage.uniform_filter(image, size, mode="nearest")
+    m2 = ndimage.uniform_filter(image * image, size, mode="nearest")
+    return m, np.sqrt(np.maximum(m2 - m * m, 0.0))
+
+
+def noise_matched_sigma_mm(
+    noise_hu: float, target_noise_hu: float, spacing, sigma_range_mm: tuple[float, float]
+) -> float:
+    """The narrowest Gaussian width (mm, in 0.25 mm steps within ``sigma_range_mm``) whose average leaves
+    ``target_noise_hu`` of an image noise of ``noise_hu``: a 3D Gaussian averages about
+    prod(max(1, 2 sqrt(pi) sigma / spacing)) independent voxels, and noise falls with the square root of
+    their number. The widest width when none is enough."""
+    need = (noise_hu / target_noise_hu) ** 2
+    for sigma in np.arange(sigma_range_mm[0], sigma_range_mm[1] + 1e-6, 0.25):
+        n_eff = float(np.prod([max(1.0, 2.0 * np.sqrt(np.pi) * sigma / s) for s in spacing]))
+        if n_eff >= need:
+            return float(sigma)
+    return float(sigma_range_mm[1])
 
 
 def keep_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:

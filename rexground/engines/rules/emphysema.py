@@ -17,7 +17,6 @@ When nothing is below the threshold, the darkest part of the named place answers
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from rexground.engines.rules.common import (
     HU_EMPHYSEMA,
@@ -25,6 +24,8 @@ from rexground.engines.rules.common import (
     RuleOutput,
     dilate_mm,
     keep_components,
+    local_mean_sd_inplane,
+    noise_matched_sigma_mm,
     ramp,
     soft_prior,
 )
@@ -45,9 +46,7 @@ def lung_noise_hu(ctx: RuleContext) -> float:
     if key not in f._cache:
         lungs = np.asarray(ctx.anat.lungs, bool)[f.roi]
         sub = f.hu[f.roi]
-        size = (1, max(3, round(4.5 / f.spacing[1]) | 1), max(3, round(4.5 / f.spacing[2]) | 1))
-        m = ndimage.uniform_filter(sub, size, mode="nearest")
-        sd = np.sqrt(np.maximum(ndimage.uniform_filter(sub * sub, size, mode="nearest") - m * m, 0.0))
+        m, sd = local_mean_sd_inplane(sub, 4.5, f.spacing)
         where = lungs & (m > -950.0) & (m < -750.0)
         vals = sd[where]
         f._cache[key] = float(np.clip(np.percentile(vals, 25), 3.0, 150.0)) if vals.size > 1000 else 30.0
@@ -56,13 +55,7 @@ def lung_noise_hu(ctx: RuleContext) -> float:
 
 def smoothing_sigma_mm(ctx: RuleContext) -> float:
     """The Gaussian width whose average leaves ``_TARGET_NOISE_HU`` of the parenchyma's noise."""
-    f = ctx.features
-    need = (lung_noise_hu(ctx) / _TARGET_NOISE_HU) ** 2
-    for sigma in np.arange(_SIGMA_RANGE_MM[0], _SIGMA_RANGE_MM[1] + 1e-6, 0.25):
-        n_eff = float(np.prod([max(1.0, 2.0 * np.sqrt(np.pi) * sigma / s) for s in f.spacing]))
-        if n_eff >= need:
-            return float(sigma)
-    return _SIGMA_RANGE_MM[1]
+    return noise_matched_sigma_mm(lung_noise_hu(ctx), _TARGET_NOISE_HU, ctx.features.spacing, _SIGMA_RANGE_MM)
 
 
 def predict(ctx: RuleContext) -> RuleOutput:

@@ -26,6 +26,7 @@ from rexground.engines.rules.common import (
     bbox_slices,
     dilate_mm,
     keep_components,
+    noise_matched_sigma_mm,
     ramp,
 )
 
@@ -101,14 +102,8 @@ def _side_region(ctx: RuleContext, space: np.ndarray) -> np.ndarray:
 
 
 def smoothing_sigma_mm(f) -> float:
-    """The Gaussian width (mm) whose average leaves ``_TARGET_NOISE_HU`` of this scan's noise: a 3D Gaussian
-    averages about prod(max(1, 2 sqrt(pi) sigma / spacing)) independent voxels."""
-    need = (f.noise_hu() / _TARGET_NOISE_HU) ** 2
-    for sigma in np.arange(_SIGMA_RANGE_MM[0], _SIGMA_RANGE_MM[1] + 1e-6, 0.25):
-        n_eff = float(np.prod([max(1.0, 2.0 * np.sqrt(np.pi) * sigma / s) for s in f.spacing]))
-        if n_eff >= need:
-            return float(sigma)
-    return _SIGMA_RANGE_MM[1]
+    """The Gaussian width (mm) whose average leaves ``_TARGET_NOISE_HU`` of this scan's soft-tissue noise."""
+    return noise_matched_sigma_mm(f.noise_hu(), _TARGET_NOISE_HU, f.spacing, _SIGMA_RANGE_MM)
 
 
 def fluid_likelihood(ctx: RuleContext) -> np.ndarray:
