@@ -145,9 +145,8 @@ def spine_front(
         mid = round(body_centre_x(body[z]))
         ys = np.flatnonzero(both[z].any(axis=1))
         y_half = int(0.5 * (ys[0] + ys[-1]))
-        band = (hu[z, y_half:, max(0, mid - half_band) : mid + half_band + 1] > BONE_HU) & body[
-            z, y_half:, max(0, mid - half_band) : mid + half_band + 1
-        ]
+        box = (z, slice(y_half, None), slice(max(0, mid - half_band), mid + half_band + 1))
+        band = (hu[box] > BONE_HU) & body[box]
         rows = np.flatnonzero(band.any(axis=1))
         if rows.size:
             out[z] = y_half + rows[0]
