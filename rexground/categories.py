@@ -30,4 +30,3 @@ CATEGORY_NAMES: dict[str, str] = {
 }
 FOCAL_CATEGORIES: frozenset[str] = frozenset(c for c in CATEGORY_CODES if c.startswith("2"))
 DIFFUSE_CATEGORIES: frozenset[str] = frozenset(c for c in CATEGORY_CODES if c.startswith("1"))
-UNKNOWN_CATEGORY = "unknown"

@@ -67,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= c < len(masks):
             raise InputFileError(args.mask, f"has {len(masks)} channel(s); channel {c} does not exist")
     captions = _captions(args.finding, channels, len(masks), f"{args.mask.name} (no --finding text)")
-    write_overlay(
-        args.out, ct.hu, masks[channels], ct.spacing_zyx, captions, geometry=ct.geometry, channels=channels
-    )
+    shown = masks[channels]
+    write_overlay(args.out, ct.hu, shown, ct.spacing_zyx, captions, geometry=ct.geometry, channels=channels)
     print(f"overlay written: {args.out}")
-    for line in legend_lines(masks[channels], ct.spacing_zyx, captions, channels)[HEADER_NOTES:]:
+    for line in legend_lines(shown, ct.spacing_zyx, captions, channels)[HEADER_NOTES:]:
         print(f"  {line}")
     return 0

@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from rexground.categories import CATEGORY_NAMES, FOCAL_CATEGORIES
 from rexground.metrics.aggregate import GroupScore, Summary, scored_cases
+from rexground.metrics.official import HIT_THRESHOLD
 from rexground.metrics.results import CaseResult, FindingResult
-from rexground.text.query import CATEGORY_NAMES, FOCAL_CATEGORIES
 
 FOCAL_COLOUR = "#d1495b"
 DIFFUSE_COLOUR = "#2e86ab"
 PREDICTION_LABEL = "prediction"
 GROUND_TRUTH_LABEL = "ground truth"
 WORST_FINDINGS = 6
-HIT_DICE = 0.1  # the official hit threshold, drawn on the distribution
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1180px;
@@ -140,7 +140,7 @@ def dice_histogram_svg(findings: Sequence[FindingResult], bins: int = 20) -> str
         out.append(
             f'<text x="{x:.1f}" y="{top + plot_h + 16}" font-size="11" text-anchor="middle">{tick:.1f}</text>'
         )
-    hit_x = left + HIT_DICE * plot_w
+    hit_x = left + HIT_THRESHOLD * plot_w  # the official hit threshold, drawn on the distribution
     out.append(
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>'
         f'<line x1="{hit_x:.1f}" y1="{top}" x2="{hit_x:.1f}" y2="{top + plot_h}" stroke="#333" '
@@ -166,16 +166,21 @@ def _worst(results: Sequence[CaseResult], n: int) -> list[tuple[CaseResult, Find
     return pairs[:n]
 
 
-def overlay_png(files: CaseFiles, channel: int, sentence: str) -> bytes:
-    """Axial, coronal and sagittal views through the ground truth of one finding channel: the prediction in
-    the overlay's first colour, the ground truth in its second."""
+def _case_arrays(files: CaseFiles) -> tuple:
+    """One case's CT, raw ground truth and raw prediction, read (and integrity-checked) once for all of its
+    findings that the report shows."""
     from rexground.io import read_ct, read_mask_raw
-    from rexground.overlay import _centre_voxel, render_overlay
 
     if files.ct_path is None:
         raise ValueError("no CT")
-    ct = read_ct(files.ct_path)
-    gt_raw, pred_raw = read_mask_raw(files.gt_path), read_mask_raw(files.pred_path)
+    return read_ct(files.ct_path), read_mask_raw(files.gt_path), read_mask_raw(files.pred_path)
+
+
+def overlay_png(ct, gt_raw: np.ndarray, pred_raw: np.ndarray, channel: int, sentence: str) -> bytes:
+    """Axial, coronal and sagittal views through the ground truth of one finding channel: the prediction in
+    the overlay's first colour, the ground truth in its second."""
+    from rexground.overlay import _centre_voxel, render_overlay
+
     size = ct.geometry.size
     for what, raw in (("ground truth", gt_raw), ("prediction", pred_raw)):
         if raw.ndim != 4 or tuple(raw.shape[1:]) != size or channel >= raw.shape[0]:
@@ -196,6 +201,36 @@ def overlay_png(files: CaseFiles, channel: int, sentence: str) -> bytes:
     return buffer.getvalue()
 
 
+def _overlays(
+    worst: Sequence[tuple[CaseResult, FindingResult]],
+    sentences: Mapping[tuple[str, str], str],
+    files: Mapping[str, CaseFiles],
+) -> dict[tuple[str, str], bytes | Exception]:
+    """Each shown finding's overlay PNG, or why there is none; each case's files are read once (a case can
+    hold several of the worst findings) and only one case is held in memory at a time."""
+    by_case: dict[str, list[FindingResult]] = {}
+    for case, finding in worst:
+        by_case.setdefault(case.name, []).append(finding)
+    out: dict[tuple[str, str], bytes | Exception] = {}
+    for name, findings in by_case.items():
+        case_files = files.get(name)
+        try:  # one unreadable file must not cost the whole report
+            if case_files is None or case_files.ct_path is None:
+                raise ValueError("the CT was not found under --ct-dir")
+            arrays = _case_arrays(case_files)
+        except Exception as exc:
+            out.update({(name, f.key): exc for f in findings})
+            continue
+        for finding in findings:
+            sentence = sentences.get((name, finding.key), "")
+            try:
+                out[(name, finding.key)] = overlay_png(*arrays, finding.index, sentence)
+            except Exception as exc:
+                out[(name, finding.key)] = exc
+        del arrays
+    return out
+
+
 def _worst_section(
     results: Sequence[CaseResult],
     sentences: Mapping[tuple[str, str], str],
@@ -209,6 +244,7 @@ def _worst_section(
         f"<p>The {len(worst)} scored findings with the lowest Dice (among cases with a prediction file): "
         f"prediction in red, ground truth in blue, views through the ground truth.</p>"
     ]
+    overlays = _overlays(worst, sentences, files)
     for case, finding in worst:
         sentence = sentences.get((case.name, finding.key), "")
         head = (
@@ -218,14 +254,12 @@ def _worst_section(
             f'<span class="muted">ground truth {finding.gt_voxels} voxels, prediction {finding.pred_voxels} '
             f"voxels after the official component filter</span></p>"
         )
-        case_files = files.get(case.name)
-        try:
-            if case_files is None or case_files.ct_path is None:
-                raise ValueError("the CT was not found under --ct-dir")
-            png = base64.b64encode(overlay_png(case_files, finding.index, sentence)).decode("ascii")
+        overlay = overlays[(case.name, finding.key)]
+        if isinstance(overlay, Exception):
+            body = f'<p class="warn">no overlay: {_e(overlay)}</p>'
+        else:
+            png = base64.b64encode(overlay).decode("ascii")
             body = f'<img alt="overlay of {_e(case.name)} finding {_e(finding.key)}" src="data:image/png;base64,{png}">'
-        except Exception as exc:  # one unreadable file must not cost the whole report
-            body = f'<p class="warn">no overlay: {_e(exc)}</p>'
         parts.append(f'<div class="case">{head}{body}</div>')
     return "".join(parts)
 

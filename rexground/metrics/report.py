@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,13 +68,10 @@ def format_problems(results: Sequence[CaseResult], max_warnings: int = 10) -> li
 
 
 def write_metrics_json(path: str | Path, document: dict[str, Any]) -> Path:
-    """Write the document atomically (temporary file beside it, then rename)."""
-    from rexground.io import atomic_path
+    """Write the document atomically (``rexground.io.write_json``: temporary file beside it, then rename)."""
+    from rexground.io import write_json
 
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(document, indent=2) + "\n")
-    return path
+    return write_json(path, document)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
