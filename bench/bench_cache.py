@@ -96,12 +96,7 @@ def _prepare_replica(args: tuple) -> dict:
     from rexground.train.prepare import default_ct_root, prepare_ct_case
 
     config = load_config(config_path)
-    entry = next(
-        e
-        for s in ("train", "val", "test")
-        for e in load_dataset(data_dir / "dataset.json").split(s)
-        if e.name == name
-    )
+    entry = load_dataset(data_dir / "dataset.json").entry(name)
     ct = read_ct(resolve_ct(default_ct_root(data_dir), name))
     entities = ct.geometry.to_canonical(load_entry_masks(data_dir / "segmentations", entry))
     ct, entities = replica(ct, entities, grid)

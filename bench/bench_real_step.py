@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import sys
 import tempfile
 import time
@@ -36,15 +35,11 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def _peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def train_step(config_path: Path, batch: int, amp: str, threads: int) -> dict:
     import torch
 
     from rexground.train.config import load_config
-    from rexground.train.loop import amp_dtype, build_optimizer
+    from rexground.train.loop import amp_dtype, build_optimizer, peak_rss_gb
     from rexground.train.losses import grounding_loss
     from rexground.train.network import GroundingNet
 
@@ -62,7 +57,7 @@ def train_step(config_path: Path, batch: int, amp: str, threads: int) -> dict:
     target = (torch.rand(batch * P, 1, *shape, generator=g) > 0.995).float()
     weight, positive = torch.ones_like(target), torch.ones(batch * P, dtype=torch.bool)
     dtype = amp_dtype(amp, torch.device("cpu"))
-    before = _peak_gb()
+    before = peak_rss_gb()
     cpu, wall = time.process_time(), time.perf_counter()
     with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
         outs = net(x, text, query, prompts_per_image=P, deep_supervision=cfg.net.deep_supervision > 0)
@@ -71,7 +66,7 @@ def train_step(config_path: Path, batch: int, amp: str, threads: int) -> dict:
     loss.backward()
     opt.step()
     return {"what": f"train step, batch {batch} x {P} prompts, amp {amp}", "cpu_s": time.process_time() - cpu,
-            "wall_s": time.perf_counter() - wall, "peak_gb": _peak_gb(), "before_gb": before}  # fmt: skip
+            "wall_s": time.perf_counter() - wall, "peak_gb": peak_rss_gb(), "before_gb": before}  # fmt: skip
 
 
 def validation(config_path: Path, data: Path, cache: Path, threads: int) -> dict:
@@ -79,6 +74,7 @@ def validation(config_path: Path, data: Path, cache: Path, threads: int) -> dict
 
     from rexground.train.config import load_config
     from rexground.train.data import load_case
+    from rexground.train.loop import peak_rss_gb
     from rexground.train.network import GroundingNet
     from rexground.train.prepare import prepare_split
     from rexground.train.text_inputs import sentence_embeddings, structure_features
@@ -95,14 +91,14 @@ def validation(config_path: Path, data: Path, cache: Path, threads: int) -> dict
     qf = torch.from_numpy(structure_features(texts))
     torch.manual_seed(0)
     net = GroundingNet(cfg.net)
-    before = _peak_gb()
+    before = peak_rss_gb()
     cpu, wall = time.process_time(), time.perf_counter()
     out = validate(net, [case], emb, qf, {t: i for i, t in enumerate(texts)}, cfg.input, cfg.threshold,
                    cfg.tile_step, torch.device("cpu"))  # fmt: skip
     grid = "x".join(map(str, case.shape))
     native = "x".join(map(str, case.native_shape))
     return {"what": f"validation of {case.name} ({case.n_findings} findings; model grid {grid}, native {native}), fp32",
-            "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "peak_gb": _peak_gb(),
+            "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "peak_gb": peak_rss_gb(),
             "before_gb": before, "dice": out["dice_per_case"]}  # fmt: skip
 
 

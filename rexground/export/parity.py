@@ -20,7 +20,7 @@ from rexground.infer.masks import scan_masks
 from rexground.infer.onnx_session import CpuOrtBackend, make_session
 from rexground.infer.package import ModelPackage, Parity
 from rexground.infer.preprocess import prepare
-from rexground.infer.scan import run_network
+from rexground.infer.scan import network_logits
 from rexground.text.parser import parse_finding
 from rexground.train.tile_backend import TorchTileBackend
 
@@ -136,13 +136,18 @@ def check_parity(
     findings = 0
     for scan in scans:
         cond = conditioner.conditions([parse_finding(t) for t in scan.findings])
-        results = []
-        for backend in (torch_backend, ort_backend):
-            results.append(
-                run_network(
-                    scan.hu, scan.spacing_zyx, m, backend, cond, anatomy=scan.anatomy, batch_size=batch_size
-                )
+        # The scan's network input, prepared once as the engine prepares it (run_network), for both backends
+        # and for the tiles below.
+        prepared = prepare(
+            scan.hu, scan.spacing_zyx, target_spacing=m.target_spacing, norm=m.normalisation, crop=m.crop,
+            channels=m.input_channels, anatomy=scan.anatomy,
+        )  # fmt: skip
+        results = [
+            network_logits(
+                prepared, backend, cond, patch_size=m.patch_size, tile_step=m.tile_step, batch_size=batch_size
             )
+            for backend in (torch_backend, ort_backend)
+        ]
         # The final masks of both, by the route the engine answers with (postprocessed, on the CT grid).
         for a, b in zip(
             scan_masks(results[0], m.threshold), scan_masks(results[1], m.threshold), strict=True
@@ -152,16 +157,7 @@ def check_parity(
             findings += 1
         worst = max(worst, float(np.abs(results[0].logits - results[1].logits).max()))
         # Tiles cut from the scan's network input: real intensities, the encoder's usual range.
-        with_priors = scan.anatomy is not None or len(m.input_channels) == 1
-        prepared = prepare(
-            scan.hu, scan.spacing_zyx, target_spacing=m.target_spacing, norm=m.normalisation, crop=m.crop,
-            channels=m.input_channels if with_priors else m.input_channels[:1], anatomy=scan.anatomy,
-        )  # fmt: skip
         image = prepared.image
-        if not with_priors:  # zero prior channels are a valid input for a tile-level comparison
-            image = np.concatenate(
-                [image, np.zeros((len(m.input_channels) - 1, *image.shape[1:]), np.float32)]
-            )
         tiles = []
         for _ in range(2):
             start = [

@@ -73,12 +73,15 @@ def above_threshold_box(
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
         idx = np.flatnonzero(above.any(axis=other))
-        a, b = int(idx[0]), int(idx[-1])
-        r = int(out_shape[axis]) / logits.shape[axis]
-        lo = max(0, int(np.floor((a - 1.5) * r)) - 1)
-        hi = min(int(out_shape[axis]), int(np.ceil((b + 1.5) * r)) + 1)
-        box.append(slice(lo, hi))
+        box.append(_output_span(int(idx[0]), int(idx[-1]), logits.shape[axis], int(out_shape[axis])))
     return tuple(box)  # type: ignore[return-value]
+
+
+def _output_span(a: int, b: int, n_in: int, n_out: int) -> slice:
+    """The output voxels (of ``n_out``) that input voxels ``a``..``b`` (of ``n_in``) reach by linear
+    interpolation along one axis, with a voxel to spare on each side."""
+    r = n_out / n_in
+    return slice(max(0, int(np.floor((a - 1.5) * r)) - 1), min(n_out, int(np.ceil((b + 1.5) * r)) + 1))
 
 
 def to_crop_grid(
@@ -139,13 +142,11 @@ def finding_probability(
     if box is None:
         kind = "peak"
         centre = np.unravel_index(int(np.argmax(logits)), logits.shape)
-        near = []
-        for i, n_in, n_out in zip(centre, logits.shape, shape, strict=True):
-            r = n_out / n_in
-            near.append(
-                slice(max(0, int(np.floor((i - 1.5) * r)) - 1), min(n_out, int(np.ceil((i + 1.5) * r)) + 1))
-            )
-        lower = float(sigmoid_(to_crop_grid(logits, scan.prepared, tuple(near))).max())
+        near = tuple(
+            _output_span(int(i), int(i), n_in, n_out)
+            for i, n_in, n_out in zip(centre, logits.shape, shape, strict=True)
+        )
+        lower = float(sigmoid_(to_crop_grid(logits, scan.prepared, near)).max())
         target = relative_fallback * lower
         box = above_threshold_box(logits, shape, logit_of(target)) if 0.0 < target < 1.0 else None
     if box is None or box == full:

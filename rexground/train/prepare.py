@@ -20,6 +20,7 @@ seconds per scan (wall and CPU), the CPU share spent in anatomy, and bytes per s
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -54,12 +55,12 @@ def prepare_scan(
     entry, data_dir: Path, ct_root: Path, split: str, spec: InputSpec, data: DataConfig, folder: Path
 ) -> dict:
     """Prepare one dataset entry into ``folder``; returns its timings and size."""
-    from rexground.dataset import load_entry_masks, resolve_ct
+    from rexground.dataset import load_entry_masks, mask_path, resolve_ct
     from rexground.io import read_ct
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     ct = read_ct(resolve_ct(ct_root, entry.name))
-    mask_file = data_dir / "segmentations" / entry.name
+    mask_file = mask_path(data_dir / "segmentations", entry)  # the file load_entry_masks reads
     entities = ct.geometry.to_canonical(load_entry_masks(data_dir / "segmentations", entry))
     if entities.shape[1:] != ct.shape:
         raise InputFileError(mask_file, f"mask grid {entities.shape[1:]} is not the CT's {ct.shape}")
@@ -163,7 +164,7 @@ def prepare_split(
     ``rank``. ``folders`` lists *all* the split's scans (complete once every shard has finished: call a
     barrier). Scans cached in another format are rebuilt with ``rebuild_old`` and refused otherwise."""
     from rexground.dataset import load_dataset, split_by_findings
-    from rexground.train.cache import cache_status, format_error
+    from rexground.train.cache import CACHE_FORMAT, cache_status, format_error
     from rexground.train.data import legacy_cache_key, spec_cache_key
 
     if not 0 <= rank < world_size:
@@ -188,7 +189,7 @@ def prepare_split(
     result.cached = len(mine) - len(todo)
     old = [f for _, f in todo if status[f] == "old"]
     if old and not rebuild_old:
-        raise format_error(old[0], "other than 3")
+        raise format_error(old[0], f"other than {CACHE_FORMAT}")
     legacy = cache_root / legacy_cache_key(spec, data) / split
     if todo and legacy.is_dir() and any(legacy.iterdir()):
         if not rebuild_old:
@@ -203,7 +204,8 @@ def prepare_split(
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc=f"prepare {split}", unit="scan", dynamic_ncols=True)
-        say = bar.write if log is None else say
+        if log is None:  # above the bar, on stderr like the lines without one (tqdm.write defaults to stdout)
+            say = functools.partial(bar.write, file=sys.stderr)
     tasks = [(e, data_dir, ct_root, split, spec, data, f) for e, f in todo]
 
     def record(name: str, report: dict | None, error: str | None) -> None:
