@@ -155,7 +155,6 @@ class ZeroShotEngine:
         pp: dict = {}
         mask = postprocess(raw, fallback_region=fallback_ct, info=pp)
         info["fallback"] = pp["fallback"]
-        info["voxels"] = int(mask.sum())
         info["rule_s"] = round(time.perf_counter() - t0, 3)
         info["rule_cpu_s"] = round(time.process_time() - cpu0, 3)  # comparable on a shared machine
         score = None
